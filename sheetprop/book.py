@@ -1,0 +1,191 @@
+"""The shared workbook layer: formats, tables, native charts, pictures and an atomic save.
+
+Both tools write their workbooks through :class:`Book`, so they share one look. A book is
+written to a temporary file beside its target and renamed over it only when complete: a
+failure at any point leaves the previous file (or nothing) in place, never half a workbook.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
+
+
+class OutputError(OSError):
+    """The output file cannot be written; the message says why in one line."""
+
+
+class PlainFormulaWorksheet(Worksheet):
+    """A worksheet whose formulas use only classic functions (no ``_xlfn.`` prefixes needed).
+
+    xlsxwriter scans every formula with a few dozen regular expressions to add those
+    prefixes; for formulas known not to need them that scan is most of the writing time.
+    """
+
+    def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
+        return formula[1:] if formula.startswith("=") else formula
+
+
+@dataclass(frozen=True)
+class Formats:
+    title: Format
+    subtitle: Format
+    note: Format
+    text: Format
+    wrap: Format
+    header: Format
+    group: Format
+    input: Format
+    number: Format
+    integer: Format
+    percent: Format
+    label: Format
+    node: Format
+
+    @classmethod
+    def create(cls, wb: xlsxwriter.Workbook) -> "Formats":
+        header = {"bold": True, "bg_color": "#DDEBF7", "border": 1, "align": "center", "valign": "vcenter"}
+        return cls(
+            title=wb.add_format({"bold": True, "font_size": 16, "font_color": "#1F3864"}),
+            subtitle=wb.add_format({"bold": True, "font_size": 12, "font_color": "#2F5597"}),
+            note=wb.add_format({"italic": True, "font_color": "#595959"}),
+            text=wb.add_format({}),
+            wrap=wb.add_format({"text_wrap": True, "valign": "top"}),
+            header=wb.add_format({**header, "text_wrap": True}),
+            group=wb.add_format({**header, "bg_color": "#BDD7EE"}),
+            input=wb.add_format({"bg_color": "#FFF2CC", "font_color": "#0000CC", "border": 1,
+                                 "num_format": "0.000###"}),
+            number=wb.add_format({"num_format": "0.000000000"}),
+            integer=wb.add_format({"num_format": "0"}),
+            percent=wb.add_format({"num_format": "0.00%"}),
+            label=wb.add_format({"bold": True}),
+            node=wb.add_format({"bold": True, "align": "center", "valign": "vcenter", "border": 2,
+                                "bg_color": "#E2EFDA", "font_size": 12}),
+        )
+
+
+def check_target(path: Path, force: bool) -> Path:
+    """Refuse an existing file without ``force`` and a folder that does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name such as {path / 'book.xlsx'}")
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists; use --force to overwrite it")
+    if not path.parent.is_dir():
+        raise OutputError(f"folder {path.parent} does not exist")
+    if path.suffix.lower() != ".xlsx":
+        raise OutputError(f"{path} must end in .xlsx")
+    return path
+
+
+class Book:
+    """An xlsxwriter workbook written atomically to ``path`` (use as a context manager)."""
+
+    def __init__(self, path: str | os.PathLike, force: bool = False) -> None:
+        self.path = check_target(Path(path), force)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".xlsx.tmp")
+        except OSError as exc:
+            raise OutputError(f"cannot write in {self.path.parent}: {exc.strerror}") from None
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self.workbook = xlsxwriter.Workbook(str(self._tmp), {"default_date_format": "yyyy-mm-dd hh:mm"})
+        self.formats = Formats.create(self.workbook)
+
+    def __enter__(self) -> "Book":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.save()
+        else:
+            self.discard()
+
+    def add_sheet(self, name: str, plain_formulas: bool = False) -> Worksheet:
+        return self.workbook.add_worksheet(name, worksheet_class=PlainFormulaWorksheet if plain_formulas else None)
+
+    def define_name(self, name: str, sheet: str, cell: str) -> None:
+        self.workbook.define_name(name, f"={xlsxwriter.utility.quote_sheetname(sheet)}!{cell}")
+
+    def write_row(self, ws: Worksheet, row: int, col: int, values: Sequence[Any], fmt: Format | None = None) -> None:
+        for i, value in enumerate(values):
+            ws.write(row, col + i, value, fmt)
+
+    def write_table(
+        self,
+        ws: Worksheet,
+        row: int,
+        col: int,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        formats: Sequence[Format | None] | None = None,
+        name: str | None = None,
+    ) -> int:
+        """A native Excel table (banded, with filters); returns the row after it."""
+        columns = [{"header": h, **({"format": f} if f is not None else {})}
+                   for h, f in zip(headers, formats or [None] * len(headers))]
+        last = row + max(len(rows), 1)
+        options: dict[str, Any] = {"columns": columns, "style": "Table Style Light 9"}
+        if rows:
+            options["data"] = [list(r) for r in rows]
+        if name:
+            options["name"] = name
+        ws.add_table(row, col, last, col + len(headers) - 1, options)
+        return last + 1
+
+    def chart(
+        self,
+        title: str,
+        series: Sequence[dict[str, Any]],
+        x_title: str,
+        y_title: str,
+        y_log: bool = False,
+        kind: str = "scatter",
+    ) -> Any:
+        """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict)."""
+        chart = self.workbook.add_chart({"type": kind, "subtype": "straight"} if kind == "scatter" else {"type": kind})
+        for s in series:
+            chart.add_series({"marker": {"type": "none"}, "line": {"width": 1.5}, **s})
+        chart.set_title({"name": title, "name_font": {"size": 12}})
+        chart.set_x_axis({"name": x_title, "major_gridlines": {"visible": False}})
+        y_axis: dict[str, Any] = {"name": y_title, "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}}
+        if y_log:
+            y_axis["log_base"] = 10
+        chart.set_y_axis(y_axis)
+        chart.set_legend({"position": "bottom"} if len(series) > 1 else {"none": True})
+        return chart
+
+    def picture(self, ws: Worksheet, row: int, col: int, png: bytes, scale: float = 1.0, name: str = "image.png") -> None:
+        ws.insert_image(row, col, name, {"image_data": io.BytesIO(png), "x_scale": scale, "y_scale": scale,
+                                         "object_position": 1})
+
+    def save(self) -> Path:
+        """Finish the file and move it over the target in one step."""
+        try:
+            self.workbook.close()
+            os.chmod(self._tmp, 0o666 & ~_umask())
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        try:
+            self._tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

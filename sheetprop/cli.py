@@ -1,0 +1,151 @@
+"""The ``sheetprop`` command line: parse, validate, call; nothing is computed here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from sheetprop import __version__, network
+from sheetprop.book import OutputError
+from sheetprop.layout import TrainingLayout, lr_label
+from sheetprop.network import TemplateError
+from sheetprop.recalc import RecalcError
+
+
+class LearningRate(click.FloatRange):
+    """A finite, strictly positive float."""
+
+    name = "learning rate"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+class ManyValues(click.Option):
+    """An option that takes every value after it up to the next option: ``--lr 0.1 0.2 0.5``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        option = next(parser._long_opt.get(o) or parser._short_opt.get(o) for o in self.opts)
+        store = option.process
+
+        def looks_like_option(arg: str) -> bool:
+            if not arg.startswith("-"):
+                return False
+            try:
+                float(arg)  # -0.1 and -inf are values (to be refused by the type), not options
+                return False
+            except ValueError:
+                return True
+
+        def process(value, state) -> None:
+            store(value, state)
+            while state.rargs and not looks_like_option(state.rargs[0]):
+                store(state.rargs.pop(0), state)
+
+        option.process = process
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sheetprop")
+def main() -> None:
+    """Backpropagation as a live Excel workbook.
+
+    Build a workbook in which every forward value, gradient and weight update of a small
+    network is an Excel formula, then open it in Excel or LibreOffice and edit the inputs.
+    """
+
+
+@main.command()
+@click.option("--lr", "learning_rates", cls=ManyValues, type=LearningRate(), metavar="η [η ...]",
+              help="Learning rates, one training sheet each (default: the template's).")
+@click.option("--iterations", type=click.IntRange(1, TrainingLayout.max_iterations()), default=None,
+              help="Gradient-descent steps per learning rate (default: the template's, 100 for classic).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("outputs/backprop.xlsx"),
+              show_default=True, help="Workbook to write.")
+@click.option("--template", default="classic", show_default=True, metavar="NAME|PATH",
+              help="A template name from `sheetprop templates` or a path to a .toml file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing workbook.")
+def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, template: str, force: bool) -> None:
+    """Write the live backpropagation workbook.
+
+    \b
+    Example:
+      sheetprop build --lr 0.1 0.2 0.5 0.8 1 2
+    """
+    from sheetprop.workbook import DEFAULT_ERROR_TARGET, build as build_workbook
+
+    try:
+        net = network.load(template)
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+    lrs = list(learning_rates) or list(net.learning_rates)
+    repeated = sorted({lr_label(lr) for lr in lrs if lrs.count(lr) > 1})
+    if repeated:
+        raise click.BadParameter(f"repeated learning rate {', '.join(repeated)}", param_hint="'--lr'")
+    iterations = iterations or net.iterations
+    try:
+        summaries = build_workbook(net, lrs, iterations, out, force=force)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+    cells = len(lrs) * (iterations + 1) * len(TrainingLayout(net, iterations).columns)
+    click.echo(f"Wrote {out} ({net.name}: {len(lrs)} learning rates × {iterations} iterations, "
+               f"{cells:,} formula cells in the training sheets)")
+    click.echo(f"{'η':>8}  {'E_total(0)':>12}  {f'E_total({iterations})':>14}  first E_total < {DEFAULT_ERROR_TARGET:g}")
+    for s in summaries:
+        first = "never" if s.first_below is None else str(s.first_below)
+        click.echo(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {s.end:>14.9f}  {first}")
+
+
+@main.command()
+def templates() -> None:
+    """List the network templates shipped with sheetprop."""
+    try:
+        nets = network.available()
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+    for net in nets:
+        sizes = "-".join(str(net.size(l)) for l in range(net.depth + 1))
+        click.echo(f"{net.name:<12} {sizes:<10} {net.description}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, show_default=True,
+              help="Largest relative difference accepted.")
+def verify(file: Path, tolerance: float) -> None:
+    """Recalculate FILE in LibreOffice and compare it with the Python reference.
+
+    The inputs (sample, initial parameters, learning rates) are read from the file, so edits
+    made in Excel or LibreOffice are checked too. Exit 0 when every cell is within tolerance.
+    """
+    from sheetprop.verify import VerifyError, verify as verify_file
+
+    try:
+        report = verify_file(file)
+    except (VerifyError, RecalcError, TemplateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{file}: {report.cells:,} cells compared with the reference after recalculation in LibreOffice")
+    if report.worst:
+        sheet, cell, want, got = report.worst
+        click.echo(f"largest relative difference {report.max_difference:.3g} at {sheet}!{cell} "
+                   f"(reference {want:.17g}, workbook {got:.17g})")
+    for sheet, cell, value in report.errors[:10]:
+        click.echo(f"error value {value} at {sheet}!{cell}")
+    if len(report.errors) > 10:
+        click.echo(f"… and {len(report.errors) - 10} more error cells")
+    if not report.ok(tolerance):
+        raise click.ClickException(f"verification failed (tolerance {tolerance:g})")
+    click.echo(f"OK: within {tolerance:g}")
