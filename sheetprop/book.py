@@ -49,6 +49,7 @@ class Formats:
     percent: Format
     label: Format
     node: Format
+    general: Format
 
     @classmethod
     def create(cls, wb: xlsxwriter.Workbook) -> "Formats":
@@ -69,6 +70,7 @@ class Formats:
             label=wb.add_format({"bold": True}),
             node=wb.add_format({"bold": True, "align": "center", "valign": "vcenter", "border": 2,
                                 "bg_color": "#E2EFDA", "font_size": 12}),
+            general=wb.add_format({"num_format": "General"}),
         )
 
 
@@ -110,7 +112,12 @@ class Book:
             self.discard()
 
     def add_sheet(self, name: str, plain_formulas: bool = False) -> Worksheet:
-        return self.workbook.add_worksheet(name, worksheet_class=PlainFormulaWorksheet if plain_formulas else None)
+        """A new sheet that prints landscape, one page wide."""
+        ws = self.workbook.add_worksheet(name, worksheet_class=PlainFormulaWorksheet if plain_formulas else None)
+        ws.set_landscape()
+        ws.set_paper(9)  # A4
+        ws.fit_to_pages(1, 0)
+        return ws
 
     def define_name(self, name: str, sheet: str, cell: str) -> None:
         self.workbook.define_name(name, f"={xlsxwriter.utility.quote_sheetname(sheet)}!{cell}")
@@ -149,13 +156,17 @@ class Book:
         y_title: str,
         y_log: bool = False,
         kind: str = "scatter",
+        x_max: float | None = None,
     ) -> Any:
         """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict)."""
         chart = self.workbook.add_chart({"type": kind, "subtype": "straight"} if kind == "scatter" else {"type": kind})
         for s in series:
             chart.add_series({"marker": {"type": "none"}, "line": {"width": 1.5}, **s})
         chart.set_title({"name": title, "name_font": {"size": 12}})
-        chart.set_x_axis({"name": x_title, "major_gridlines": {"visible": False}})
+        x_axis: dict[str, Any] = {"name": x_title, "major_gridlines": {"visible": False}}
+        if x_max is not None:
+            x_axis.update(min=0, max=x_max)
+        chart.set_x_axis(x_axis)
         y_axis: dict[str, Any] = {"name": y_title, "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}}
         if y_log:
             y_axis["log_base"] = 10

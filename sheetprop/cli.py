@@ -51,6 +51,8 @@ class ManyValues(click.Option):
                 return True
 
         def process(value, state) -> None:
+            if looks_like_option(value):  # `--lr --out x`: no value was given
+                raise click.BadOptionUsage(self.opts[0], f"Option '{self.opts[0]}' requires at least one value.")
             store(value, state)
             while state.rargs and not looks_like_option(state.rargs[0]):
                 store(state.rargs.pop(0), state)

@@ -161,7 +161,7 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
     top += 2
     for l in range(net.depth + 1):
         col = left + 2 * l
-        ws.set_column(col, col, 11)
+        ws.set_column(col, col, 14)
         title = "inputs" if l == 0 else f"layer {l}: {net.layer(l).activation}"
         ws.write(top - 1, col, title, f.label)
         for j in range(net.size(l)):
@@ -176,7 +176,7 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
             ws.write_formula(r + 1, col, f"={quote_sheetname(EQUATIONS_SHEET)}!{eq.ref(A(l, j))}", f.number, value)
             ws.write_string(r + 2, col, f"= {net.label(A(l, j))}", f.note)
             incoming = [p for p in net.params if p.l == l and p.j == j]
-            ws.set_column(col - 1, col - 1, 18)
+            ws.set_column(col - 1, col - 1, 21)
             for i, p in enumerate(incoming):
                 src = net.source(p)
                 text = f"{net.label(p)}: {'bias' if src is None else net.label(src)}→{net.label(Z(l, j))} = "
@@ -199,7 +199,7 @@ def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
     ws.set_column(eq.NAME_COL, eq.NAME_COL, 14)
     ws.set_column(eq.CHAIN_COL, eq.CHAIN_COL, 34)
     ws.set_column(eq.EQUATION_COL, eq.EQUATION_COL, 90)
-    ws.set_column(eq.VALUE_COL, eq.VALUE_COL, 16)
+    ws.set_column(eq.VALUE_COL, eq.VALUE_COL, 20)
     ws.write(0, 0, "The equations, and their values at iteration 0", f.title)
     ws.write(1, 0, "Each value is a live formula over the inputs on the Network sheet; "
                    "the training sheets repeat the same formulas row after row.", f.note)
@@ -245,6 +245,7 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace)
     ws.set_column(0, 0, 9)
     ws.set_column(1, len(layout.columns), 12)
     ws.freeze_panes(layout.FIRST_ROW, 1)
+    ws.repeat_rows(layout.GROUP_ROW, layout.HEADER_ROW)
     for title, qs in layout.groups:
         first, last = layout.col(qs[0]), layout.col(qs[-1])
         if first == last:
@@ -283,9 +284,10 @@ def _compare_sheet(book: Book, ws, net: Network, layouts: list[TrainingLayout], 
     headers = ["Learning rate η", "Training sheet", "E_total at iteration 0", f"E_total at iteration {n}",
                "First iteration with E_total < target"]
     book.write_row(ws, cl.TABLE_HEADER_ROW, 0, headers, f.header)
+    ws.set_row(cl.TABLE_HEADER_ROW, 32)
     for slot, (layout, s) in enumerate(zip(layouts, summarize(trace))):
         r = cl.table_row(slot)
-        ws.write_formula(r, 0, f"={lr_name(slot)}", f.number, s.lr)
+        ws.write_formula(r, 0, f"={lr_name(slot)}", f.general, s.lr)
         ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", string=layout.sheet)
         ws.write_formula(r, 2, "=" + layout.qualified(Total(), 0), f.number, s.start)
         ws.write_formula(r, 3, "=" + layout.qualified(Total(), n), f.number, s.end)
@@ -299,15 +301,16 @@ def _compare_sheet(book: Book, ws, net: Network, layouts: list[TrainingLayout], 
 
     all_series = [series(layout, slot) for slot, layout in enumerate(layouts)]
     top = cl.chart_row
-    big = book.chart("E_total vs iteration, every learning rate", all_series, "iteration", "E_total")
-    big.set_size({"width": 760, "height": 420})
+    big = book.chart("E_total vs iteration, every learning rate", all_series, "iteration", "E_total", x_max=n)
+    big.set_size({"width": 700, "height": 400})
     ws.insert_chart(top, 0, big)
-    log = book.chart("The same on a log scale", all_series, "iteration", "E_total (log)", y_log=True)
-    log.set_size({"width": 620, "height": 420})
-    ws.insert_chart(top, 6, log)
-    per_row = 3
+    log = book.chart("The same on a log scale", all_series, "iteration", "E_total (log)", y_log=True, x_max=n)
+    log.set_size({"width": 700, "height": 400})
+    ws.insert_chart(top, 0, log, {"x_offset": 710})
+    per_row, width, height = 3, 465, 260
     for slot, layout in enumerate(layouts):
         chart = book.chart(f"η = {lr_label(float(trace.learning_rates[slot]))}", [series(layout, slot)],
-                           "iteration", "E_total")
-        chart.set_size({"width": 460, "height": 260})
-        ws.insert_chart(top + 22 + 14 * (slot // per_row), 4 * (slot % per_row), chart)
+                           "iteration", "E_total", x_max=n)
+        chart.set_size({"width": width, "height": height})
+        ws.insert_chart(top + 21, 0, chart, {"x_offset": (width + 8) * (slot % per_row),
+                                             "y_offset": (height + 10) * (slot // per_row)})

@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from sheetprop import network
+from sheetprop.recalc import find_soffice
+from sheetprop.workbook import build
+
+CLASSIC_LRS = [0.1, 0.2, 0.5, 0.8, 1.0, 2.0]
+
+
+@pytest.fixture(scope="session")
+def classic():
+    return network.load("classic")
+
+
+@pytest.fixture(scope="session")
+def classic_book(tmp_path_factory, classic) -> Path:
+    """The default workbook, built once for the session (do not modify it in a test)."""
+    path = tmp_path_factory.mktemp("book") / "backprop.xlsx"
+    build(classic, CLASSIC_LRS, 100, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def soffice():
+    """LibreOffice; its absence skips a test locally but fails it in CI, where it must be installed."""
+    found = find_soffice()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("LibreOffice (soffice) is required in CI")
+        pytest.skip("LibreOffice is not installed")
+    return found

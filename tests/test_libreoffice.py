@@ -1,0 +1,98 @@
+"""Recalculation in LibreOffice must reproduce the cached values and follow edits."""
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from sheetprop import recalc
+from sheetprop.cli import main
+from sheetprop.layout import TrainingLayout, training_sheet_name
+from sheetprop.network import Param
+from sheetprop.verify import compare, read_setup, relative_difference, scan_errors
+from sheetprop.workbook import build
+from tests.conftest import CLASSIC_LRS
+
+pytestmark = pytest.mark.libreoffice
+
+
+@pytest.fixture(scope="module")
+def recalculated(soffice, classic_book, tmp_path_factory):
+    return recalc.recalculate(classic_book, tmp_path_factory.mktemp("recalc"))
+
+
+def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recalculated):
+    formulas_wb = openpyxl.load_workbook(classic_book)
+    cached = openpyxl.load_workbook(classic_book, data_only=True)
+    fresh = openpyxl.load_workbook(recalculated, data_only=True)
+    checked = 0
+    for ws in formulas_wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
+                    continue
+                want, got = cached[ws.title][c.coordinate].value, fresh[ws.title][c.coordinate].value
+                if isinstance(want, str):
+                    assert got == want, (ws.title, c.coordinate)
+                else:
+                    assert relative_difference(got, want) <= 1e-9, (ws.title, c.coordinate, want, got)
+                checked += 1
+    assert checked > 6 * 101 * 27
+    assert scan_errors(fresh) == []
+
+
+def test_editing_w1_and_a_learning_rate_recomputes_every_row(soffice, classic_book, classic, tmp_path):
+    wb = openpyxl.load_workbook(classic_book)
+    for name, value in (("w1_init", 0.9), ("lr_3", 1.7)):
+        sheet, ref = next(iter(wb.defined_names[name].destinations))
+        wb[sheet][ref.replace("$", "")] = value
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
+    net, lrs, iterations, sheets = read_setup(openpyxl.load_workbook(edited), fresh, str(edited))
+    assert net.initial(Param(1, 0, 0)) == 0.9 and lrs[2] == 1.7
+    report = compare(fresh, net, lrs, iterations, sheets)
+    assert report.cells == 6 * 101 * 27 and not report.errors
+    assert report.max_difference <= 1e-9
+    # the edit really moved the numbers: row 100 of the η slot that changed differs from the original
+    layout = TrainingLayout(classic, 100, training_sheet_name(0.5))
+    before = openpyxl.load_workbook(classic_book, data_only=True)[layout.sheet][layout.cell(Param(2, 0, 0), 100)].value
+    after = fresh[layout.sheet][layout.cell(Param(2, 0, 0), 100)].value
+    assert abs(after - before) > 1e-3
+
+
+def test_huge_learning_rate_for_a_thousand_iterations_has_no_error_cells(soffice, classic, tmp_path):
+    out = tmp_path / "huge.xlsx"
+    build(classic, [1000.0, 0.5], 1000, out)
+    fresh = openpyxl.load_workbook(recalc.recalculate(out, tmp_path / "out"), data_only=True, read_only=True)
+    assert scan_errors(fresh) == []
+    net, lrs, iterations, sheets = read_setup(openpyxl.load_workbook(out, read_only=True), fresh, str(out))
+    assert compare(fresh, net, lrs, iterations, sheets).max_difference <= 1e-9
+
+
+def test_verify_command_accepts_the_built_workbook(soffice, classic_book):
+    result = CliRunner().invoke(main, ["verify", str(classic_book)])
+    assert result.exit_code == 0, result.output
+    assert f"{6 * 101 * 27:,} cells compared" in result.output and "OK" in result.output
+
+
+def test_verify_command_catches_a_broken_formula(soffice, classic_book, tmp_path):
+    wb = openpyxl.load_workbook(classic_book)
+    wb["lr=0.8"]["F40"] = "=F39-$B$2*Y39*1.001"
+    broken = tmp_path / "broken.xlsx"
+    wb.save(broken)
+    result = CliRunner().invoke(main, ["verify", str(broken)])
+    assert result.exit_code == 1
+    assert "lr=0.8!" in result.output and "verification failed" in result.output
+
+
+def test_verify_without_libreoffice_says_how_to_install_it(classic_book, monkeypatch):
+    monkeypatch.setattr(recalc, "find_soffice", lambda: None)
+    result = CliRunner().invoke(main, ["verify", str(classic_book)])
+    assert result.exit_code == 1 and "LibreOffice is not installed" in result.output
+
+
+def test_verify_refuses_a_foreign_workbook(soffice, tmp_path):
+    other = tmp_path / "other.xlsx"
+    openpyxl.Workbook().save(other)
+    result = CliRunner().invoke(main, ["verify", str(other)])
+    assert result.exit_code == 1 and "not written by sheetprop" in result.output

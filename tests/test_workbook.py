@@ -1,0 +1,133 @@
+import zipfile
+
+import numpy as np
+import openpyxl
+import pytest
+
+from sheetprop import workbook
+from sheetprop.book import Book, OutputError
+from sheetprop.layout import TrainingLayout, training_sheet_name
+from sheetprop.network import Param, Total
+from sheetprop.reference import train
+from tests.conftest import CLASSIC_LRS
+from tests.xlsx import chart_sheets, charts
+
+
+def test_sheets_are_network_equations_compare_then_one_per_learning_rate(classic_book):
+    wb = openpyxl.load_workbook(classic_book, read_only=True)
+    assert wb.sheetnames[:3] == ["Network", "Equations", "Compare"]
+    assert wb.sheetnames[3:9] == [training_sheet_name(lr) for lr in CLASSIC_LRS]
+
+
+def test_every_training_cell_is_a_formula_carrying_the_reference_value(classic_book, classic):
+    formulas_wb = openpyxl.load_workbook(classic_book)
+    values_wb = openpyxl.load_workbook(classic_book, data_only=True)
+    trace = train(classic, CLASSIC_LRS, 100)
+    for slot, lr in enumerate(CLASSIC_LRS):
+        layout = TrainingLayout(classic, 100, training_sheet_name(lr))
+        fs, vs = formulas_wb[layout.sheet], values_wb[layout.sheet]
+        assert fs[layout.lr_cell.replace("$", "")].value == f"=lr_{slot + 1}"
+        for q in layout.columns:
+            want = trace.values(q)[slot]
+            for it in range(101):
+                cell = layout.cell(q, it)
+                assert str(fs[cell].value).startswith("="), (layout.sheet, cell)
+                assert vs[cell].value == want[it]
+
+
+def test_row_zero_takes_initial_weights_and_later_rows_update_them(classic_book, classic):
+    ws = openpyxl.load_workbook(classic_book)["lr=0.5"]
+    layout = TrainingLayout(classic, 100, "lr=0.5")
+    w5 = Param(2, 0, 0)
+    assert ws[layout.cell(w5, 0)].value == "=w5_init"
+    assert ws[layout.cell(w5, 3)].value == "=F8-$B$2*Y8"
+    assert ws.freeze_panes == "B6"
+
+
+def test_inputs_have_defined_names_and_learning_rates_are_validated(classic_book):
+    wb = openpyxl.load_workbook(classic_book)
+    names = set(wb.defined_names)
+    expected = {"input_i1", "input_i2", "target_t1", "target_t2", "error_target"}
+    expected |= {f"w{i}_init" for i in range(1, 9)} | {f"lr_{k}" for k in range(1, 7)}
+    assert expected <= names
+    sheet, ref = next(iter(wb.defined_names["w1_init"].destinations))
+    assert (sheet, wb[sheet][ref.replace("$", "")].value) == ("Network", 0.15)
+    validated = {str(r) for dv in wb["Network"].data_validations.dataValidation
+                 if dv.type == "decimal" and dv.operator == "greaterThan" for r in dv.sqref.ranges}
+    lr_cells = {next(iter(wb.defined_names[f"lr_{k}"].destinations))[1].replace("$", "") for k in range(1, 7)}
+    assert lr_cells == validated
+
+
+def test_equations_sheet_gives_each_gradient_with_its_value(classic_book, classic):
+    values = openpyxl.load_workbook(classic_book, data_only=True)["Equations"]
+    rows = {r[0]: r for r in values.iter_rows(values_only=True) if r[0]}
+    w1 = rows["∂E_total/∂w1"]
+    assert w1[2] == "= ((a_o1 − t1)·a_o1·(1−a_o1)·w5 + (a_o2 − t2)·a_o2·(1−a_o2)·w7)·a_h1·(1−a_h1)·i1"
+    assert w1[1] == "= ∂E_total/∂a_h1 · ∂a_h1/∂h1 · ∂h1/∂w1"
+    trace = train(classic, [0.1], 0)
+    assert w1[3] == trace.grads[0, 0, 0]
+    assert rows["E_total"][3] == trace.total[0, 0]
+
+
+def test_compare_chart_has_one_series_per_learning_rate_on_the_training_ranges(classic_book, classic):
+    found = charts(classic_book)
+    by_part = {c["part"]: c for c in found}
+    compare = [by_part[p] for p in chart_sheets(classic_book)["Compare"]]
+    big = next(c for c in compare if c["title"].startswith("E_total vs iteration"))
+    expected = []
+    for lr in CLASSIC_LRS:
+        layout = TrainingLayout(classic, 100, training_sheet_name(lr))
+        expected.append({"x": layout.column_range(None), "y": layout.column_range(Total())})
+    assert big["series"] == expected
+    singles = [c for c in compare if len(c["series"]) == 1]
+    assert [c["series"][0] for c in singles] == expected
+
+
+def test_summary_table_on_compare_sheet_matches_the_reference(classic_book, classic):
+    ws = openpyxl.load_workbook(classic_book, data_only=True)["Compare"]
+    rows = [r for r in ws.iter_rows(min_row=6, max_row=11, values_only=True)]
+    for row, s in zip(rows, workbook.summarize(train(classic, CLASSIC_LRS, 100))):
+        assert row[0] == s.lr and row[2] == s.start and row[3] == s.end
+        assert row[4] == ("never" if s.first_below is None else s.first_below)
+
+
+def test_failed_build_leaves_no_file_behind(tmp_path, classic, monkeypatch):
+    def explode(*args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(workbook, "_compare_sheet", explode)
+    out = tmp_path / "book.xlsx"
+    with pytest.raises(RuntimeError):
+        workbook.build(classic, [0.5], 10, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rebuild_keeps_the_previous_file(tmp_path, classic, monkeypatch):
+    out = tmp_path / "book.xlsx"
+    workbook.build(classic, [0.5], 10, out)
+    before = out.read_bytes()
+    monkeypatch.setattr(workbook, "_compare_sheet", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        workbook.build(classic, [0.5, 1.0], 10, out, force=True)
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]
+
+
+def test_book_refuses_existing_file_without_force(tmp_path):
+    (tmp_path / "a.xlsx").write_bytes(b"keep")
+    with pytest.raises(OutputError, match="already exists"):
+        Book(tmp_path / "a.xlsx")
+    assert (tmp_path / "a.xlsx").read_bytes() == b"keep"
+
+
+def test_written_file_is_a_complete_zip(classic_book):
+    with zipfile.ZipFile(classic_book) as z:
+        assert z.testzip() is None
+        assert "xl/workbook.xml" in z.namelist()
+
+
+def test_cached_values_are_finite_at_huge_learning_rate(tmp_path, classic):
+    out = tmp_path / "huge.xlsx"
+    workbook.build(classic, [1000.0], 1000, out)
+    ws = openpyxl.load_workbook(out, data_only=True, read_only=True)["lr=1000"]
+    values = [v for row in ws.iter_rows(min_row=6, values_only=True) for v in row]
+    assert len(values) == 1001 * 28 and np.isfinite(np.array(values, dtype=float)).all()

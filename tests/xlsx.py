@@ -1,0 +1,53 @@
+"""Helpers for reading back what openpyxl does not load: charts and raw cell XML."""
+
+import re
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+NS = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
+      "a": "http://schemas.openxmlformats.org/drawingml/2006/main"}
+
+
+def charts(path: Path) -> list[dict]:
+    """Every chart in the file: its title and its series' category/value range formulas."""
+    out = []
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(n for n in z.namelist() if re.match(r"xl/charts/chart\d+\.xml", n)):
+            root = ElementTree.fromstring(z.read(name))
+            title = "".join(t.text or "" for t in root.findall("c:chart/c:title//a:t", NS))
+            series = []
+            for ser in root.iter(f"{{{NS['c']}}}ser"):
+                refs = {}
+                for tag in ("xVal", "cat", "yVal", "val"):
+                    f = ser.find(f"c:{tag}//c:f", NS)
+                    if f is not None:
+                        refs["x" if tag in ("xVal", "cat") else "y"] = f.text
+                series.append(refs)
+            out.append({"part": name, "title": title, "series": series})
+    return out
+
+
+def chart_sheets(path: Path) -> dict[str, list[str]]:
+    """Which sheet shows which chart parts (sheet name → chart part names)."""
+    with zipfile.ZipFile(path) as z:
+        wb = ElementTree.fromstring(z.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        target = {r.get("Id"): r.get("Target") for r in rels}
+        ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+        rid = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+        out = {}
+        for s in wb.findall("m:sheets/m:sheet", ns):
+            sheet_file = "xl/" + target[s.get(rid)]
+            rel_file = sheet_file.replace("worksheets/", "worksheets/_rels/") + ".rels"
+            parts = []
+            if rel_file in z.namelist():
+                for r in ElementTree.fromstring(z.read(rel_file)):
+                    if r.get("Target", "").startswith("../drawings/"):
+                        drawing = "xl/drawings/" + r.get("Target").split("/")[-1]
+                        drel = drawing.replace("drawings/", "drawings/_rels/") + ".rels"
+                        for d in ElementTree.fromstring(z.read(drel)):
+                            if "charts/" in d.get("Target", ""):
+                                parts.append("xl/charts/" + d.get("Target").split("/")[-1])
+            out[s.get("name")] = parts
+        return out
