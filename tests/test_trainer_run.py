@@ -1,0 +1,154 @@
+"""End-to-end runs on a few hundred generated images (CPU, a few seconds each)."""
+
+import openpyxl
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.mnist_fixtures import write_mnist
+from tests.xlsx import chart_sheets, charts
+from trainer import loop
+from trainer.cli import main
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("mnist"), gz=True)
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["run", "--no-progress", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def one_epoch(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = run("--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 64, "--out-dir", out, "--name", "r1")
+    assert result.exit_code == 0, result.output
+    return out / "r1", result.output
+
+
+def test_one_epoch_run_writes_checkpoints_config_and_workbook(one_epoch):
+    run_dir, output = one_epoch
+    assert {p.name for p in run_dir.iterdir()} == {"training.xlsx", "last.pt", "best.pt", "config.toml"}
+    assert "Epoch 1: train loss" in output and "(" in output and "/120) | lr" in output
+    state = torch.load(run_dir / "last.pt", weights_only=False)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+
+
+def test_workbook_has_five_sheets_charts_and_pictures(one_epoch):
+    book = one_epoch[0] / "training.xlsx"
+    wb = openpyxl.load_workbook(book)
+    assert wb.sheetnames == ["Epochs", "Model", "Confusion", "Misclassified", "Config"]
+    epochs = list(wb["Epochs"].iter_rows(min_row=5, max_row=5, values_only=True))[0]
+    assert epochs[0] == 1 and 0 <= epochs[3] <= 1
+    assert len(wb["Misclassified"]._images) >= 25
+    assert len(chart_sheets(book)["Epochs"]) == 4
+    titles = {c["title"] for c in charts(book)}
+    assert {"Training loss", "Training accuracy", "Test loss", "Test accuracy"} <= titles
+    confusion = openpyxl.load_workbook(book, data_only=True)["Confusion"]
+    counts = [[confusion.cell(5 + t, 3 + p).value for p in range(10)] for t in range(10)]
+    assert sum(map(sum, counts)) == 120
+    config = {r[0]: r[1] for r in wb["Config"].iter_rows(min_row=4, values_only=True) if r[0]}
+    assert config["seed"] == 1 and config["model"] == "tiny" and "torch" in config
+    model_rows = [r for r in wb["Model"].iter_rows(min_row=4, values_only=True) if r[0]]
+    assert model_rows[0][1] == "Conv2d" and model_rows[0][4] == 3
+
+
+def test_existing_run_folder_needs_resume_or_force(one_epoch, mnist_dir):
+    run_dir, _ = one_epoch
+    result = run("--data-dir", mnist_dir, "--out-dir", run_dir.parent, "--name", run_dir.name)
+    assert result.exit_code == 1 and "--resume" in result.output and "--force" in result.output
+
+
+def test_interrupted_run_resumes_where_it_stopped_and_matches_an_uninterrupted_one(mnist_dir, tmp_path, monkeypatch):
+    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path]
+    assert run(*common, "--name", "whole").exit_code == 0
+
+    real = loop.train_epoch
+
+    def stop_in_epoch_3(*args, **kwargs):
+        if args[7] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("trainer.run.train_epoch", stop_in_epoch_3)
+    stopped = run(*common, "--name", "cut")
+    assert stopped.exit_code == 130 and "--resume" in stopped.output
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 2
+    assert openpyxl.load_workbook(tmp_path / "cut" / "training.xlsx").sheetnames[0] == "Epochs"
+    monkeypatch.undo()
+
+    resumed = run("--resume", tmp_path / "cut")
+    assert resumed.exit_code == 0, resumed.output
+    assert "Resuming" in resumed.output and "Epoch 3:" in resumed.output and "Epoch 1:" not in resumed.output
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert [h["epoch"] for h in cut["history"]] == [1, 2, 3]
+    for key, value in whole["model"].items():
+        assert torch.equal(value, cut["model"][key]), key
+
+
+def test_nan_loss_stops_with_epoch_and_batch(mnist_dir, tmp_path, monkeypatch):
+    real = torch.nn.functional.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, y, **kw):
+        calls["n"] += 1
+        loss = real(logits, y, **kw)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
+    result = run("--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 64, "--out-dir", tmp_path, "--name", "nan")
+    assert result.exit_code == 1
+    assert "NaN or infinite in epoch 1, batch 3" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["--epochs", 0], 2, "--epochs"),
+    (["--lr", -0.1], 2, "--lr"),
+    (["--model", "resnet"], 2, "--model"),
+    (["--device", "tpu"], 2, "--device"),
+    (["--optimizer", "lion"], 2, "--optimizer"),
+])
+def test_bad_options_are_usage_errors(mnist_dir, tmp_path, args, code, words):
+    result = run("--data-dir", mnist_dir, "--out-dir", tmp_path, *args)
+    assert result.exit_code == code and words in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_asked_for_without_one(mnist_dir, tmp_path):
+    result = run("--data-dir", mnist_dir, "--out-dir", tmp_path, "--device", "cuda", "--name", "c")
+    assert result.exit_code == 1 and "no CUDA device" in result.output
+
+
+def test_missing_data_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("trainer.data._download", lambda folder: (_ for _ in ()).throw(OSError("offline")))
+    result = run("--data-dir", tmp_path / "nothing", "--out-dir", tmp_path / "runs", "--name", "m")
+    assert result.exit_code == 1 and "put train-images-idx3-ubyte.gz" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_corrupt_data_names_the_file(tmp_path):
+    folder = write_mnist(tmp_path / "d")
+    (folder / "t10k-images-idx3-ubyte").write_bytes(b"garbage")
+    result = run("--data-dir", folder, "--out-dir", tmp_path / "runs", "--name", "x")
+    assert result.exit_code == 1 and "t10k-images-idx3-ubyte" in result.output
+
+
+def test_run_template_is_read_and_overridden(mnist_dir, tmp_path):
+    template = tmp_path / "run.toml"
+    template.write_text('epochs = 1\nbatch_size = 100\nscheduler = "step"\nseed = 4\n')
+    result = run("--config", template, "--seed", 5, "--data-dir", mnist_dir, "--out-dir", tmp_path / "runs",
+                 "--name", "t")
+    assert result.exit_code == 0, result.output
+    saved = (tmp_path / "runs" / "t" / "config.toml").read_text()
+    assert 'scheduler = "step"' in saved and "seed = 5" in saved and "batch_size = 100" in saved
+
+
+def test_malformed_run_template(tmp_path):
+    template = tmp_path / "run.toml"
+    template.write_text('epochs = "many"\n')
+    result = run("--config", template, "--out-dir", tmp_path / "runs")
+    assert result.exit_code == 1 and "epochs" in result.output and str(template) in result.output

@@ -1,0 +1,106 @@
+"""A run's hyperparameters: defaults, run templates (TOML) and command-line overrides, in one dictionary."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+RUN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "runs"
+
+
+class ConfigError(ValueError):
+    """A run template or setting that cannot be used; the message names it."""
+
+
+@dataclass
+class RunConfig:
+    model: str = "tiny"
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05  # the peak learning rate with onecycle
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    scheduler: str = "onecycle"
+    step_size: int = 5  # epochs between decays with the step scheduler
+    gamma: float = 0.1
+    rotation: float = 10.0  # degrees, ± (augmentation)
+    translate: float = 0.05  # fraction of the image, ±
+    label_smoothing: float = 0.0
+    seed: int = 1
+    device: str = "auto"
+    data_dir: str = "data"
+    out_dir: str = "outputs/runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_toml(self) -> str:
+        lines = []
+        for key, value in self.to_dict().items():
+            if isinstance(value, str):
+                lines.append(f'{key} = "{value}"')
+            else:
+                lines.append(f"{key} = {value!r}".replace("True", "true").replace("False", "false"))
+        return "\n".join(lines) + "\n"
+
+    def updated(self, **changes: Any) -> "RunConfig":
+        known = {f.name: f.type for f in fields(self)}
+        values = self.to_dict()
+        for key, value in changes.items():
+            if value is None:
+                continue
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r} (known: {', '.join(known)})")
+            current = values[key]
+            if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(current):
+                raise ConfigError(f"setting {key!r} must be {type(current).__name__}, got {value!r}")
+            values[key] = value
+        return RunConfig(**values)
+
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULERS = ("onecycle", "step", "none")
+
+
+def check(cfg: RunConfig) -> RunConfig:
+    """Refuse settings no run can use (a template may hold anything)."""
+    from trainer.device import CHOICES
+    from trainer.models import MODELS
+
+    problems = {
+        "model": (cfg.model in MODELS, f"one of {', '.join(MODELS)}"),
+        "optimizer": (cfg.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+        "scheduler": (cfg.scheduler in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+        "device": (cfg.device in CHOICES, f"one of {', '.join(CHOICES)}"),
+        "epochs": (cfg.epochs >= 1, "at least 1"),
+        "batch_size": (cfg.batch_size >= 1, "at least 1"),
+        "lr": (cfg.lr > 0 and cfg.lr < float("inf"), "a positive number"),
+        "rotation": (0 <= cfg.rotation <= 180, "between 0 and 180 degrees"),
+        "translate": (0 <= cfg.translate < 1, "between 0 and 1"),
+    }
+    for key, (ok, expected) in problems.items():
+        if not ok:
+            raise ConfigError(f"{key} must be {expected}, got {getattr(cfg, key)!r}")
+    return cfg
+
+
+def read(path: str | Path) -> RunConfig:
+    """A run template: any subset of the settings, over the defaults."""
+    path = Path(path)
+    if not path.is_file() and (RUN_TEMPLATE_DIR / f"{path}.toml").is_file():
+        path = RUN_TEMPLATE_DIR / f"{path}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such run template") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return RunConfig().updated(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

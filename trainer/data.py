@@ -1,0 +1,161 @@
+"""MNIST from IDX files (raw or .gz), held as normalized tensors on the training device.
+
+Batches are cut from those tensors and augmented as whole batches on the device (a random
+rotation and shift through ``affine_grid`` + ``grid_sample``): no per-sample Python, no PIL.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+_MAGIC = {"images": (0x0803, 3), "labels": (0x0801, 1)}
+
+
+class DataError(ValueError):
+    """Missing, truncated or corrupt data; the message names the file."""
+
+
+@dataclass
+class Split:
+    """One split on the device: images (N, 1, 28, 28) normalized, labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class MNIST:
+    train: Split
+    test: Split
+    mean: float
+    std: float
+    raw_test: torch.Tensor  # uint8 test images on the CPU, for pictures of mistakes
+
+
+def read_idx(path: Path, kind: str) -> np.ndarray:
+    """Read one IDX file (raw or gzip) and check its header against its size."""
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    magic, ndim = _MAGIC[kind]
+    if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
+        raise DataError(f"{path}: not an IDX {kind} file (bad header)")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = data[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise DataError(f"{path}: truncated or corrupt ({len(body):,} bytes of data, header says {math.prod(dims):,})")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def find_files(data_dir: Path) -> dict[tuple[str, str], Path]:
+    """The four files in ``data_dir`` (or torchvision's ``MNIST/raw`` below it), raw or .gz."""
+    found = {}
+    for key, stem in FILES.items():
+        for folder in (data_dir, data_dir / "MNIST" / "raw"):
+            for name in (stem, stem + ".gz"):
+                if (folder / name).is_file():
+                    found.setdefault(key, folder / name)
+    return found
+
+
+def _download(data_dir: Path) -> None:
+    """torchvision's download, for users who are online and have no local copy."""
+    from torchvision.datasets import MNIST as TorchvisionMNIST
+
+    for train in (True, False):
+        TorchvisionMNIST(root=str(data_dir), train=train, download=True)
+
+
+def locate(data_dir: str | Path, download: bool = True) -> dict[tuple[str, str], Path]:
+    """Find the files, downloading them with torchvision only when none are present."""
+    data_dir = Path(data_dir)
+    found = find_files(data_dir)
+    if not found and download:
+        try:
+            _download(data_dir)
+        except Exception as exc:  # offline, refused, or a failed checksum
+            names = ", ".join(f"{s}.gz" for s in FILES.values())
+            raise DataError(f"MNIST not found in {data_dir} and the download failed ({type(exc).__name__}); "
+                            f"put {names} (or the same without .gz) in {data_dir}") from None
+        found = find_files(data_dir)
+    missing = [FILES[k] for k in FILES if k not in found]
+    if missing:
+        raise DataError(f"{data_dir}: missing {', '.join(missing)} (raw or .gz)")
+    return found
+
+
+def load(data_dir: str | Path, device: torch.device, download: bool = True) -> MNIST:
+    """Read, check and normalize MNIST once, and move it to ``device``."""
+    files = locate(data_dir, download)
+    arrays = {key: read_idx(path, key[1]) for key, path in files.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[(split, "images")], arrays[(split, "labels")]
+        if len(images) != len(labels):
+            raise DataError(f"{files[(split, 'labels')]}: {len(labels)} labels for {len(images)} images")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{files[(split, 'labels')]}: labels must be digits 0-9")
+    train_u8 = torch.from_numpy(arrays[("train", "images")].copy())
+    mean = float(train_u8.float().mean() / 255)
+    std = float(train_u8.float().std() / 255) if train_u8.numel() > 1 else 0.0
+    if not std > 0:
+        raise DataError(f"{files[('train', 'images')]}: the training images are empty or all alike")
+
+    def split(name: str) -> Split:
+        x = torch.from_numpy(arrays[(name, "images")].copy()).to(device)
+        x = ((x.float() / 255 - mean) / std).unsqueeze(1)
+        y = torch.from_numpy(arrays[(name, "labels")].astype(np.int64)).to(device)
+        return Split(x, y)
+
+    return MNIST(split("train"), split("test"), mean, std, torch.from_numpy(arrays[("test", "images")].copy()))
+
+
+def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each image by U(−degrees, degrees) and shift it by up to ``translate`` of its size."""
+    n = x.shape[0]
+    angle = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * math.radians(degrees)
+    shift = (torch.rand(n, 2, device=x.device, generator=generator) * 2 - 1) * translate * 2
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive batches; shuffled when a generator is given."""
+    n = len(split)
+    order = torch.randperm(n, device=split.labels.device, generator=generator) if generator is not None else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield split.images[start : start + batch_size], split.labels[start : start + batch_size]
+        else:
+            idx = order[start : start + batch_size]
+            yield split.images[idx], split.labels[idx]
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write an IDX file (gzip when the name ends in .gz): the inverse of :func:`read_idx`."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = 0x0803 if array.ndim == 3 else 0x0801
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)

@@ -1,0 +1,83 @@
+"""Everything about the device in one place: choice, autocast, memory format, cuDNN."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist on this machine."""
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+@dataclass(frozen=True)
+class Device:
+    """The training device and how to use it well."""
+
+    device: torch.device
+
+    @property
+    def type(self) -> str:
+        return self.device.type
+
+    @property
+    def channels_last(self) -> bool:
+        return self.type == "cuda"
+
+    def autocast(self):
+        """bf16 autocast on CUDA (where it pays); full precision elsewhere."""
+        if self.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def generator(self, seed: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seed)
+        return g
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """The global RNG states that dropout draws from (the CPU's, and the GPU's on CUDA)."""
+        state = {"cpu": torch.get_rng_state()}
+        if self.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["cpu"])
+        if self.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def describe(self) -> str:
+        if self.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return f"{self.type} ({torch.get_num_threads()} threads)" if self.type == "cpu" else self.type
+
+
+def resolve(name: str = "auto") -> Device:
+    """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device is an error."""
+    if name not in CHOICES:
+        raise DeviceError(f"unknown device {name!r} (choose from {', '.join(CHOICES)})")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was asked for, but no CUDA device is available (use --device auto or cpu)")
+    if name == "mps" and not _mps_available():
+        raise DeviceError("--device mps was asked for, but MPS is not available (use --device auto or cpu)")
+    if name == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return Device(torch.device(name))
