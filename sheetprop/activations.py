@@ -1,8 +1,10 @@
 """Activations and losses: numpy value, numpy derivative, Excel formula and text, side by side.
 
-Templates use ``{z}`` for the pre-activation, ``{a}`` for the activation and ``{t}`` for the
-target. Excel templates must stay free of error values for any finite input: no EXP of a
-large positive number, no division that can reach zero.
+Templates use ``{z}`` for the pre-activation, ``{a}`` for the activation, ``{t}`` for the
+target and ``{n}`` for the number of outputs; softmax also uses ``{max}`` (the largest z of the
+layer), ``{sum_exp}`` (Σ EXP(z_k − max)) and ``{zs}`` (all z, for text). Excel templates must stay
+free of error values for any finite input: no EXP of a large positive number, no LN of zero,
+no division that can reach zero.
 """
 
 from __future__ import annotations
@@ -27,19 +29,27 @@ class Activation:
     excel_derivative: str
     text: str
     text_derivative: str
+    vector: bool = False  # the unit's value depends on the whole layer (softmax)
 
 
 @dataclass(frozen=True)
 class Loss:
-    """A per-output loss term E_j(a_j, t_j); the total is the sum of the terms."""
+    """A per-output loss term E_j; a sample's loss is the sum of its terms."""
 
     name: str
-    value: Callable[[Array, Array, int], Array]
-    gradient: Callable[[Array, Array, int], Array]  # dE_total/da_j
+    value: Callable[[Array, Array, Array, int], Array]  # (a, t, z, n) → terms
+    gradient: Callable[[Array, Array, int], Array]  # ∂E/∂a_j, or ∂E/∂z_j when ``combined``
     excel: str
     excel_gradient: str
     text: str
     text_gradient: str
+    combined: bool = False  # the gradient already includes the output activation's derivative
+    needs_activation: str | None = None
+
+
+def _log_softmax(z: Array) -> Array:
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _sigmoid(z: Array) -> Array:
@@ -100,6 +110,17 @@ ACTIVATIONS: dict[str, Activation] = {
             text="{z}",
             text_derivative="1",
         ),
+        Activation(
+            name="softmax",
+            symbol="softmax",
+            value=lambda z: np.exp(_log_softmax(z)),
+            derivative=lambda z, a: np.ones_like(z),  # folded into the cross-entropy gradient
+            excel="EXP({z}-{max})/({sum_exp})",
+            excel_derivative="1",
+            text="e^{z} / Σ e^({zs})",
+            text_derivative="1",
+            vector=True,
+        ),
     )
 }
 
@@ -108,12 +129,33 @@ LOSSES: dict[str, Loss] = {
     for loss in (
         Loss(
             name="l2",
-            value=lambda a, t, n: 0.5 * (t - a) ** 2,
+            value=lambda a, t, z, n: 0.5 * (t - a) ** 2,
             gradient=lambda a, t, n: a - t,
             excel="0.5*({t}-{a})^2",
             excel_gradient="({a}-{t})",
             text="½·({t} − {a})²",
             text_gradient="({a} − {t})",
+        ),
+        Loss(
+            name="mse",
+            value=lambda a, t, z, n: (t - a) ** 2 / n,
+            gradient=lambda a, t, n: 2.0 * (a - t) / n,
+            excel="({t}-{a})^2/{n}",
+            excel_gradient="(2*({a}-{t})/{n})",
+            text="({t} − {a})²/{n}",
+            text_gradient="(2·({a} − {t})/{n})",
+        ),
+        Loss(
+            # −t·ln(a) written as −t·(z − max − ln Σ e^(z_k − max)): never LN(0).
+            name="softmax_cross_entropy",
+            value=lambda a, t, z, n: -t * _log_softmax(z),
+            gradient=lambda a, t, n: a - t,
+            excel="-{t}*({z}-{max}-LN({sum_exp}))",
+            excel_gradient="({a}-{t})",
+            text="−{t}·ln({a})",
+            text_gradient="({a} − {t})",
+            combined=True,
+            needs_activation="softmax",
         ),
     )
 }

@@ -126,7 +126,7 @@ def templates() -> None:
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, show_default=True,
-              help="Largest relative difference accepted.")
+              help="Largest relative difference accepted (values below 1e-6 are compared on a 1e-6 scale).")
 def verify(file: Path, tolerance: float) -> None:
     """Recalculate FILE in LibreOffice and compare it with the Python reference.
 

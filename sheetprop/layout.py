@@ -6,13 +6,15 @@ these objects instead of repeating offsets.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 from xlsxwriter.utility import quote_sheetname, xl_col_to_name, xl_range_abs, xl_rowcol_to_cell
 
 from sheetprop import formulas
-from sheetprop.network import A, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity, Target, Total, Z
+from sheetprop.network import (A, Delta, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity, SampleGrad,
+                               SampleLoss, Target, Total, Z)
 
 MAX_ROWS = 1_048_576  # Excel's sheet height
 NETWORK_SHEET = "Network"
@@ -32,16 +34,31 @@ def lr_name(slot: int) -> str:
     return f"lr_{slot + 1}"
 
 
+def _name_safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "", label.replace(",", "_"))
+
+
 def defined_name(net: Network, q: Input | Target | Param) -> str:
-    """Defined name of an editable input on the Network sheet (input_i1, target_t1, w1_init)."""
+    """Defined name of an editable input on the Network sheet (input_i1, target_t1_s2, w1_init, w2_11_init)."""
+    sample = "" if net.samples == 1 or isinstance(q, Param) else f"_s{q.s + 1}"
     match q:
-        case Input():
-            return f"input_{net.label(q)}"
-        case Target():
-            return f"target_{net.label(q)}"
+        case Input(k):
+            return f"input_{net.input_names[k]}{sample}"
+        case Target(j):
+            return f"target_{net.target_names[j]}{sample}"
         case Param():
-            return f"{net.label(q)}_init"
+            return f"{_name_safe(net.label(q))}_init"
     raise TypeError(f"{q!r} is not an input of the network")
+
+
+def forward_quantities(net: Network, s: int) -> tuple[Quantity, ...]:
+    """z and a of every unit, layer by layer, for sample s."""
+    return tuple(q for l in range(1, net.depth + 1) for j in range(net.size(l)) for q in (Z(l, j, s), A(l, j, s)))
+
+
+def loss_quantities(net: Network, s: int) -> tuple[Quantity, ...]:
+    terms = tuple(LossTerm(j, s) for j in range(net.size(net.depth)))
+    return terms if net.samples == 1 else terms + (SampleLoss(s),)
 
 
 def training_sheet_name(lr: float) -> str:
@@ -70,18 +87,21 @@ class TrainingLayout:
 
     @cached_property
     def groups(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
+        """Column groups: parameters, per-sample forward pass and loss, E_total, gradients."""
         net = self.network
-        forward: list[Quantity] = []
-        for l in range(1, net.depth + 1):
-            for j in range(net.size(l)):
-                forward += [Z(l, j), A(l, j)]
-        out = net.size(net.depth)
-        return (
-            ("Parameters", net.params),
-            ("Forward pass", tuple(forward)),
-            ("Loss", tuple(LossTerm(j) for j in range(out)) + (Total(),)),
-            ("Gradients ∂E_total/∂p", tuple(Grad(p) for p in net.params)),
-        )
+        grads = ("Gradients ∂E_total/∂p", tuple(Grad(p) for p in net.params))
+        if net.samples == 1:
+            return (("Parameters", net.params), ("Forward pass", forward_quantities(net, 0)),
+                    ("Loss", loss_quantities(net, 0) + (Total(),)), grads)
+        out: list[tuple[str, tuple[Quantity, ...]]] = [("Parameters", net.params)]
+        for s in range(net.samples):
+            out += [(f"Sample {s + 1}: forward pass", forward_quantities(net, s)),
+                    (f"Sample {s + 1}: loss", loss_quantities(net, s))]
+        out.append((f"Loss ({net.reduction} over samples)", (Total(),)))
+        out += [(f"Sample {s + 1}: ∂{net.label(SampleLoss(s))}/∂p", tuple(SampleGrad(p, s) for p in net.params))
+                for s in range(net.samples)]
+        out.append(grads)
+        return tuple(out)
 
     @cached_property
     def columns(self) -> tuple[Quantity, ...]:
@@ -157,9 +177,25 @@ class EquationsLayout:
 
     @cached_property
     def sections(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
-        training = TrainingLayout(self.network, 0)
-        forward, loss, grads = (qs for title, qs in training.groups[1:])
-        return (("Forward pass", forward), ("Loss", loss), ("Backward pass: the chain rule", grads))
+        """Forward pass, loss, deltas and chain rule, per sample when there are several."""
+        net = self.network
+        several = net.samples > 1
+
+        def title(text: str, s: int) -> str:
+            return f"{text}, sample {s + 1}" if several else text
+
+        out = [(title("Forward pass", s), forward_quantities(net, s)) for s in range(net.samples)]
+        out.append(("Loss", tuple(q for s in range(net.samples) for q in loss_quantities(net, s)) + (Total(),)))
+        out += [(title("Backward pass: δ = ∂E/∂z, one layer at a time", s),
+                 tuple(Delta(l, j, s) for l in range(net.depth, 0, -1) for j in range(net.size(l))))
+                for s in range(net.samples)]
+        if several:
+            out += [(title("The chain rule, fully expanded", s), tuple(SampleGrad(p, s) for p in net.params))
+                    for s in range(net.samples)]
+            out.append((f"Gradients: the {net.reduction} over the samples", tuple(Grad(p) for p in net.params)))
+        else:
+            out.append(("The chain rule, fully expanded", tuple(Grad(p) for p in net.params)))
+        return tuple(out)
 
     @cached_property
     def rows(self) -> dict[Quantity, int]:

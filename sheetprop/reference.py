@@ -1,7 +1,7 @@
 """The numpy reference: forward pass, analytic gradients and updates for every iteration.
 
-All learning rates train side by side (a leading batch axis), so one loop over the
-iterations fills every training table.
+All learning rates train side by side (a leading batch axis) and all samples go through
+together (full-batch gradient descent), so one loop over the iterations fills every table.
 """
 
 from __future__ import annotations
@@ -10,24 +10,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sheetprop.network import A, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity, Target, Total, Z
+from sheetprop.network import (A, Delta, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity,
+                               SampleGrad, SampleLoss, Target, Total, Z)
 
 
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """Every value of every iteration, for each learning rate: arrays of shape (rates, iterations + 1)."""
+    """Every value of every iteration, for each learning rate: arrays of shape (rates, iterations + 1, …)."""
 
     network: Network
     learning_rates: np.ndarray
     params: np.ndarray  # (R, N+1, P)
     grads: np.ndarray  # (R, N+1, P)
-    z: tuple[np.ndarray, ...]  # per layer (R, N+1, size)
+    sample_grads: np.ndarray  # (R, N+1, S, P)
+    z: tuple[np.ndarray, ...]  # per layer (R, N+1, S, size)
     a: tuple[np.ndarray, ...]
-    loss_terms: np.ndarray  # (R, N+1, outputs)
+    deltas: tuple[np.ndarray, ...]
+    loss_terms: np.ndarray  # (R, N+1, S, outputs)
+
+    @property
+    def sample_losses(self) -> np.ndarray:
+        return self.loss_terms.sum(axis=-1)
 
     @property
     def total(self) -> np.ndarray:
-        return self.loss_terms.sum(axis=-1)
+        losses = self.sample_losses
+        return losses.mean(axis=-1) if self.network.reduction == "mean" else losses.sum(axis=-1)
 
     def values(self, q: Quantity) -> np.ndarray:
         """The values of one quantity, shape (rates, iterations + 1)."""
@@ -38,18 +46,24 @@ class Trace:
                 return self.params[..., net.params.index(q)]
             case Grad(p):
                 return self.grads[..., net.params.index(p)]
-            case Z(l, j):
-                return self.z[l - 1][..., j]
-            case A(l, j):
-                return self.a[l - 1][..., j]
-            case LossTerm(j):
-                return self.loss_terms[..., j]
+            case SampleGrad(p, s):
+                return self.sample_grads[..., s, net.params.index(p)]
+            case Z(l, j, s):
+                return self.z[l - 1][..., s, j]
+            case A(l, j, s):
+                return self.a[l - 1][..., s, j]
+            case Delta(l, j, s):
+                return self.deltas[l - 1][..., s, j]
+            case LossTerm(j, s):
+                return self.loss_terms[..., s, j]
+            case SampleLoss(s):
+                return self.sample_losses[..., s]
             case Total():
                 return self.total
-            case Input(k):
-                return np.full(shape, net.inputs[k])
-            case Target(j):
-                return np.full(shape, net.targets[j])
+            case Input(k, s):
+                return np.full(shape, net.inputs[s, k])
+            case Target(j, s):
+                return np.full(shape, net.targets[s, j])
             case LearningRate():
                 return np.broadcast_to(self.learning_rates[:, None], shape)
         raise TypeError(f"not a quantity: {q!r}")
@@ -64,13 +78,13 @@ class Trace:
 
 
 def forward(net: Network, weights: list[np.ndarray], biases: list[np.ndarray | None]):
-    """Batched forward pass: weights[l] has shape (R, out, in); returns z, a per layer."""
-    act = np.broadcast_to(net.inputs, (weights[0].shape[0], net.size(0)))
+    """Batched forward pass: weights[l] has shape (R, out, in); returns z, a per layer as (R, S, size)."""
+    act = np.broadcast_to(net.inputs, (weights[0].shape[0],) + net.inputs.shape)
     zs, acts = [], []
     for l in range(1, net.depth + 1):
-        z = np.einsum("rjk,rk->rj", weights[l - 1], act)
+        z = np.einsum("rjk,rsk->rsj", weights[l - 1], act)
         if biases[l - 1] is not None:
-            z = z + biases[l - 1]
+            z = z + biases[l - 1][:, None, :]
         act = net.activation_of(l).value(z)
         zs.append(z)
         acts.append(act)
@@ -78,34 +92,34 @@ def forward(net: Network, weights: list[np.ndarray], biases: list[np.ndarray | N
 
 
 def backward(net: Network, weights, zs, acts):
-    """Deltas δ_l = ∂E_total/∂z_l and the parameter gradients in ``net.params`` order."""
+    """Deltas δ_l = ∂E_s/∂z_l per sample, and per-sample parameter gradients (R, S, P) in ``net.params`` order."""
     loss = net.loss_fn
     out = net.depth
-    delta = loss.gradient(acts[-1], net.targets, net.size(out)) * net.activation_of(out).derivative(zs[-1], acts[-1])
+    n_out = net.size(out)
+    upstream = loss.gradient(acts[-1], net.targets, n_out)
     deltas = [None] * out
-    deltas[out - 1] = delta
+    deltas[out - 1] = upstream if loss.combined else upstream * net.activation_of(out).derivative(zs[-1], acts[-1])
     for l in range(out - 1, 0, -1):
-        back = np.einsum("rm,rmj->rj", deltas[l], weights[l])
+        back = np.einsum("rsm,rmj->rsj", deltas[l], weights[l])
         deltas[l - 1] = back * net.activation_of(l).derivative(zs[l - 1], acts[l - 1])
-    r = weights[0].shape[0]
-    inputs = np.broadcast_to(net.inputs, (r, net.size(0)))
+    r, s = weights[0].shape[0], net.samples
+    inputs = np.broadcast_to(net.inputs, (r,) + net.inputs.shape)
     grads = []
     for l in range(1, out + 1):
         prev = inputs if l == 1 else acts[l - 2]
-        grads.append(np.einsum("rj,rk->rjk", deltas[l - 1], prev).reshape(r, -1))
+        grads.append(np.einsum("rsj,rsk->rsjk", deltas[l - 1], prev).reshape(r, s, -1))
         if net.layer(l).bias:
             grads.append(deltas[l - 1])
-    return np.concatenate(grads, axis=1)
+    return deltas, np.concatenate(grads, axis=2)
 
 
-def _pack(net: Network, weights, biases) -> np.ndarray:
-    r = weights[0].shape[0]
+def _pack(net: Network) -> np.ndarray:
     parts = []
     for l in range(1, net.depth + 1):
-        parts.append(weights[l - 1].reshape(r, -1))
-        if biases[l - 1] is not None:
-            parts.append(biases[l - 1])
-    return np.concatenate(parts, axis=1)
+        parts.append(net.weights[l - 1].reshape(-1))
+        if net.biases[l - 1] is not None:
+            parts.append(net.biases[l - 1])
+    return np.concatenate(parts)
 
 
 def _unpack(net: Network, flat: np.ndarray):
@@ -126,24 +140,26 @@ def _unpack(net: Network, flat: np.ndarray):
 def train(net: Network, learning_rates: list[float] | np.ndarray, iterations: int) -> Trace:
     """Full-batch gradient descent from the initial values, one row per iteration 0..N."""
     lrs = np.asarray(learning_rates, dtype=float)
-    r, n = len(lrs), iterations + 1
-    flat = np.tile(_pack(net, [w[None] for w in net.weights],
-                         [None if b is None else b[None] for b in net.biases]), (r, 1))
-    params = np.empty((r, n, flat.shape[1]))
-    grads = np.empty_like(params)
-    zs = [np.empty((r, n, net.size(l))) for l in range(1, net.depth + 1)]
+    r, n, s = len(lrs), iterations + 1, net.samples
+    flat = np.tile(_pack(net), (r, 1))
+    p = flat.shape[1]
+    params, grads = np.empty((r, n, p)), np.empty((r, n, p))
+    sample_grads = np.empty((r, n, s, p))
+    zs = [np.empty((r, n, s, net.size(l))) for l in range(1, net.depth + 1)]
     acts = [np.empty_like(z) for z in zs]
-    loss_terms = np.empty((r, n, net.size(net.depth)))
+    deltas = [np.empty_like(z) for z in zs]
+    loss_terms = np.empty((r, n, s, net.size(net.depth)))
+    scale = 1.0 / s if net.reduction == "mean" else 1.0
     with np.errstate(over="ignore", under="ignore"):
         for it in range(n):
             weights, biases = _unpack(net, flat)
             z, a = forward(net, weights, biases)
-            g = backward(net, weights, z, a)
+            d, g = backward(net, weights, z, a)
             params[:, it] = flat
-            grads[:, it] = g
+            sample_grads[:, it] = g
+            grads[:, it] = g.sum(axis=1) * scale
             for l in range(net.depth):
-                zs[l][:, it] = z[l]
-                acts[l][:, it] = a[l]
-            loss_terms[:, it] = net.loss_fn.value(a[-1], net.targets, net.size(net.depth))
-            flat = flat - lrs[:, None] * g
-    return Trace(net, lrs, params, grads, tuple(zs), tuple(acts), loss_terms)
+                zs[l][:, it], acts[l][:, it], deltas[l][:, it] = z[l], a[l], d[l]
+            loss_terms[:, it] = net.loss_fn.value(a[-1], net.targets, z[-1], net.size(net.depth))
+            flat = flat - lrs[:, None] * grads[:, it]
+    return Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms)

@@ -21,6 +21,9 @@ from sheetprop.recalc import recalculated_copy
 from sheetprop.reference import train
 from sheetprop.workbook import META_SHEET
 
+# LibreOffice returns exactly 0 for the difference of two nearly equal numbers, where numpy
+# keeps a residue of ~1e-17; below this magnitude values are compared on this scale instead.
+FLOOR = 1e-6
 EXCEL_ERRORS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "Err:")
 
 
@@ -39,9 +42,9 @@ class Report:
         return not self.errors and self.cells > 0 and self.max_difference <= tolerance
 
 
-def relative_difference(got: float, want: float) -> float:
-    """|got − want| relative to the larger magnitude (0 when both are 0)."""
-    scale = max(abs(got), abs(want))
+def relative_difference(got: float, want: float, floor: float = 0.0) -> float:
+    """|got − want| relative to the larger magnitude, or to ``floor`` if that is larger (0 when both are 0)."""
+    scale = max(abs(got), abs(want), floor)
     return 0.0 if scale == 0 else abs(got - want) / scale
 
 
@@ -69,8 +72,9 @@ def read_setup(formulas_wb, values_wb, source: str) -> tuple[Network, list[float
             raise VerifyError(f"{name} ({sheet}!{ref}) holds {v!r}, not a number")
         return float(v)
 
-    inputs = [value(defined_name(net, Input(k))) for k in range(net.size(0))]
-    targets = [value(defined_name(net, Target(j))) for j in range(net.size(net.depth))]
+    inputs = [[value(defined_name(net, Input(k, s))) for k in range(net.size(0))] for s in range(net.samples)]
+    targets = [[value(defined_name(net, Target(j, s))) for j in range(net.size(net.depth))]
+               for s in range(net.samples)]
     initial = {p: value(defined_name(net, p)) for p in net.params}
     lrs = [value(lr_name(slot)) for slot in range(len(sheets))]
     return net.with_values(inputs, targets, initial), lrs, iterations, sheets
@@ -87,7 +91,8 @@ def scan_errors(values_wb) -> list[tuple[str, str, str]]:
     return found
 
 
-def compare(values_wb, net: Network, lrs: list[float], iterations: int, sheets: list[str]) -> Report:
+def compare(values_wb, net: Network, lrs: list[float], iterations: int, sheets: list[str],
+            floor: float = FLOOR) -> Report:
     """Hold every training-sheet cell against the reference trace for the same inputs."""
     trace = train(net, lrs, iterations)
     report = Report()
@@ -104,7 +109,7 @@ def compare(values_wb, net: Network, lrs: list[float], iterations: int, sheets: 
                     report.errors.append((sheet, f"{get_column_letter(c + 1)}{r + layout.FIRST_ROW + 1}",
                                           repr(got)))
                     continue
-                d = relative_difference(float(got), float(want[r]))
+                d = relative_difference(float(got), float(want[r]), floor)
                 report.cells += 1
                 if d > report.max_difference or math.isnan(d):
                     report.max_difference = d

@@ -22,7 +22,7 @@ from sheetprop.layout import (
     lr_name,
     training_sheet_name,
 )
-from sheetprop.network import A, Grad, Input, LossTerm, Network, Param, Target, Total, Z
+from sheetprop.network import A, Delta, Grad, Input, LossTerm, Network, SampleGrad, SampleLoss, Target, Total, Z
 from sheetprop.reference import Trace, train
 
 META_SHEET = "_sheetprop"
@@ -86,17 +86,19 @@ def _network_sheet(book: Book, net: Network, lrs: list[float], iterations: int, 
     ws.write(2, 0, "Yellow cells are inputs: change any of them and every sheet recomputes.", f.note)
 
     row = 4
-    ws.write(row, 0, "Sample", f.subtitle)
+    several = net.samples > 1
+    ws.write(row, 0, f"Samples ({net.samples}, loss {net.reduction}ed over them)" if several else "Sample", f.subtitle)
     row += 1
     book.write_row(ws, row, 0, ["Name", "Value", "Defined name"], f.header)
-    for q, values in [(Input(k), net.inputs) for k in range(net.size(0))] + \
-                     [(Target(j), net.targets) for j in range(net.size(net.depth))]:
-        row += 1
-        value = values[q.k if isinstance(q, Input) else q.j]
-        ws.write(row, 0, ("input " if isinstance(q, Input) else "target ") + net.label(q))
-        ws.write_number(row, 1, value, f.input)
-        ws.write(row, 2, defined_name(net, q), f.note)
-        book.define_name(defined_name(net, q), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
+    for s in range(net.samples):
+        entries = [(Input(k, s), net.inputs[s, k]) for k in range(net.size(0))]
+        entries += [(Target(j, s), net.targets[s, j]) for j in range(net.size(net.depth))]
+        for q, value in entries:
+            row += 1
+            ws.write(row, 0, ("input " if isinstance(q, Input) else "target ") + net.label(q))
+            ws.write_number(row, 1, value, f.input)
+            ws.write(row, 2, defined_name(net, q), f.note)
+            book.define_name(defined_name(net, q), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
 
     row += 2
     ws.write(row, 0, "Initial parameters", f.subtitle)
@@ -157,7 +159,8 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
     eq = EquationsLayout(net)
     fan_in = max(net.size(l - 1) + net.layer(l).bias for l in range(1, net.depth + 1))
     spacing = max(3, fan_in + 1)
-    ws.write(top, left, "The network (values at iteration 0)", f.subtitle)
+    ws.write(top, left, "The network (values at iteration 0" + (", sample 1)" if net.samples > 1 else ")"),
+             f.subtitle)
     top += 2
     for l in range(net.depth + 1):
         col = left + 2 * l
@@ -169,7 +172,7 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
             if l == 0:
                 q = Input(j)
                 ws.write(r, col, net.label(q), f.node)
-                ws.write_formula(r + 1, col, f"={defined_name(net, q)}", f.number, net.inputs[j])
+                ws.write_formula(r + 1, col, f"={defined_name(net, q)}", f.number, net.inputs[0, j])
                 continue
             ws.write(r, col, net.label(Z(l, j)), f.node)
             value = float(trace.values(A(l, j))[0, 0])
@@ -180,8 +183,8 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
             for i, p in enumerate(incoming):
                 src = net.source(p)
                 text = f"{net.label(p)}: {'bias' if src is None else net.label(src)}→{net.label(Z(l, j))} = "
-                ws.write_formula(r + i, col - 1, f'="{text}"&TEXT({defined_name(net, p)},"0.00##")',
-                                 None, text + f"{net.initial(p):.2f}")
+                ws.write_formula(r + i, col - 1, f'="{text}"&TEXT({defined_name(net, p)},"{_WEIGHT_FORMAT}")',
+                                 None, text + _excel_text(net.initial(p)))
     out_col = left + 2 * net.depth + 1
     ws.set_column(out_col, out_col, 14)
     ws.write(top - 1, out_col, "targets", f.label)
@@ -189,7 +192,22 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
         q = Target(j)
         text = f"{net.label(q)} = "
         ws.write_formula(top + j * spacing, out_col, f'="{text}"&{defined_name(net, q)}', None,
-                         text + f"{net.targets[j]:g}")
+                         text + _excel_general(net.targets[0, j]))
+
+
+_WEIGHT_FORMAT = "0.00##"
+
+
+def _excel_text(x: float) -> str:
+    """What Excel's TEXT(x, "0.00##") shows: 2 to 4 decimals."""
+    text = f"{x:.4f}".rstrip("0")
+    return text + "0" * (2 - len(text.split(".")[1]))
+
+
+def _excel_general(x: float) -> str:
+    """How Excel's General format shows a number joined to text (up to 15 significant digits)."""
+    text = f"{x:.15g}"
+    return text.replace("e-0", "E-").replace("e+0", "E+").replace("e", "E")
 
 
 def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
@@ -211,11 +229,19 @@ def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
             r = eq.rows[q]
             text = formulas.formula(net, q, net.label, formulas.TEXT)
             if isinstance(q, A):
-                text = f"{net.activation_of(q.l).symbol}({net.label(Z(q.l, q.j))}) = {text}"
-            name = "∂E_total/∂" + net.label(q.param) if isinstance(q, Grad) else net.label(q)
-            ws.write(r, eq.NAME_COL, name, f.label)
+                text = f"{net.activation_of(q.l).symbol}({net.label(Z(q.l, q.j, q.s))}) = {text}"
             if isinstance(q, Grad):
+                name = "∂E_total/∂" + net.label(q.param)
+            elif isinstance(q, SampleGrad):
+                name = f"∂{net.label(SampleLoss(q.s))}/∂{net.label(q.param)}"
+            else:
+                name = net.label(q)
+            ws.write(r, eq.NAME_COL, name, f.label)
+            if isinstance(q, (Grad, SampleGrad)) and not (isinstance(q, Grad) and net.samples > 1):
                 ws.write_string(r, eq.CHAIN_COL, "= " + formulas.chain(net, q))
+            elif isinstance(q, Delta):
+                ws.write_string(r, eq.CHAIN_COL, f"= ∂{net.label(SampleLoss(q.s)) if net.samples > 1 else 'E_total'}"
+                                                 f"/∂{net.label(Z(q.l, q.j, q.s))}")
             ws.write_string(r, eq.EQUATION_COL, "= " + text)
             value = float(trace.values(q)[0, 0])
             ws.write_formula(r, eq.VALUE_COL, "=" + formulas.formula(net, q, eq.ref), f.number, value)

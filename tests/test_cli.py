@@ -127,6 +127,16 @@ def test_malformed_template_names_file_and_field(tmp_path, text, words):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_templates_lists_classic():
-    result = run("templates")
-    assert result.exit_code == 0 and "classic" in result.output and "2-2-2" in result.output
+
+
+def test_build_another_template_with_its_own_learning_rates(tmp_path):
+    out = tmp_path / "x.xlsx"
+    result = run("build", "--template", "xor", "--lr", "0.5", "1", "2", "--iterations", "50", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "xor: 3 learning rates × 50 iterations" in result.output and out.exists()
+
+
+def test_templates_lists_every_shipped_template():
+    out = run("templates").output
+    for name, sizes in (("classic", "2-2-2"), ("mazur", "2-2-2"), ("xor", "2-2-1"), ("deep", "3-4-4-2")):
+        assert any(line.split()[:2] == [name, sizes] for line in out.splitlines()), out

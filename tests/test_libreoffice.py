@@ -4,7 +4,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from sheetprop import recalc
+from sheetprop import network, recalc
 from sheetprop.cli import main
 from sheetprop.layout import TrainingLayout, training_sheet_name
 from sheetprop.network import Param
@@ -20,9 +20,10 @@ def recalculated(soffice, classic_book, tmp_path_factory):
     return recalc.recalculate(classic_book, tmp_path_factory.mktemp("recalc"))
 
 
-def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recalculated):
-    formulas_wb = openpyxl.load_workbook(classic_book)
-    cached = openpyxl.load_workbook(classic_book, data_only=True)
+def assert_recalculation_matches_cache(book, recalculated) -> int:
+    """Every formula cell of every sheet: LibreOffice's value equals the cached one; no error cells."""
+    formulas_wb = openpyxl.load_workbook(book)
+    cached = openpyxl.load_workbook(book, data_only=True)
     fresh = openpyxl.load_workbook(recalculated, data_only=True)
     checked = 0
     for ws in formulas_wb.worksheets:
@@ -36,8 +37,50 @@ def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recal
                 else:
                     assert relative_difference(got, want) <= 1e-9, (ws.title, c.coordinate, want, got)
                 checked += 1
-    assert checked > 6 * 101 * 27
     assert scan_errors(fresh) == []
+    return checked
+
+
+def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recalculated):
+    assert assert_recalculation_matches_cache(classic_book, recalculated) > 6 * 101 * 27
+
+
+@pytest.mark.parametrize("name", ["mazur", "xor", "deep"])
+def test_every_template_recalculates_to_its_cached_values(soffice, name, tmp_path):
+    net = network.load(name)
+    book = tmp_path / f"{name}.xlsx"
+    build(net, list(net.learning_rates[:2]), 25, book)
+    cells = assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"))
+    assert cells > 2 * 26 * len(TrainingLayout(net, 25).columns)
+
+
+@pytest.mark.parametrize("name", ["mazur", "xor", "deep"])
+def test_every_template_has_no_error_cells_at_a_huge_learning_rate(soffice, name, tmp_path):
+    net = network.load(name)
+    book = tmp_path / f"{name}.xlsx"
+    build(net, [1000.0], 200, book)
+    fresh = openpyxl.load_workbook(recalc.recalculate(book, tmp_path / "out"), data_only=True, read_only=True)
+    assert scan_errors(fresh) == []
+    setup = read_setup(openpyxl.load_workbook(book, read_only=True), fresh, str(book))
+    assert compare(fresh, *setup).max_difference <= 1e-9
+
+
+def test_editing_a_sample_and_a_weight_of_xor_recomputes_every_row(soffice, tmp_path):
+    net = network.load("xor")
+    book = tmp_path / "xor.xlsx"
+    build(net, [2.0, 5.0], 60, book)
+    wb = openpyxl.load_workbook(book)
+    for name, value in (("input_x1_s2", 0.3), ("w1_12_init", -1.25), ("lr_2", 3.5)):
+        sheet, ref = next(iter(wb.defined_names[name].destinations))
+        wb[sheet][ref.replace("$", "")] = value
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
+    edited_net, lrs, iterations, sheets = read_setup(openpyxl.load_workbook(edited), fresh, str(edited))
+    assert edited_net.inputs[1, 0] == 0.3 and edited_net.initial(Param(1, 0, 1)) == -1.25 and lrs == [2.0, 3.5]
+    report = compare(fresh, edited_net, lrs, iterations, sheets)
+    assert report.cells == 2 * 61 * len(TrainingLayout(net, 60).columns) and not report.errors
+    assert report.max_difference <= 1e-9
 
 
 def test_editing_w1_and_a_learning_rate_recomputes_every_row(soffice, classic_book, classic, tmp_path):

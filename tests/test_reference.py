@@ -13,18 +13,25 @@ def torch_gradients(net, flat_params):
     p = torch.tensor(flat_params, dtype=torch.float64, requires_grad=True)
     act = torch.tensor(net.inputs, dtype=torch.float64)
     fns = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-           "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01), "identity": lambda z: z}
+           "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01), "identity": lambda z: z,
+           "softmax": lambda z: torch.softmax(z, dim=1)}
     i = 0
     for l in range(1, net.depth + 1):
         n, m = net.size(l), net.size(l - 1)
         w = p[i : i + n * m].reshape(n, m)
         i += n * m
-        z = w @ act
+        z = act @ w.T
         if net.layer(l).bias:
             z = z + p[i : i + n]
             i += n
         act = fns[net.layer(l).activation](z)
-    loss = 0.5 * ((torch.tensor(net.targets) - act) ** 2).sum()
+    t = torch.tensor(net.targets, dtype=torch.float64)
+    per_sample = {
+        "l2": lambda: 0.5 * ((t - act) ** 2).sum(1),
+        "mse": lambda: ((t - act) ** 2).mean(1),
+        "softmax_cross_entropy": lambda: -(t * torch.log_softmax(z, dim=1)).sum(1),
+    }[net.loss]()
+    loss = per_sample.mean() if net.reduction == "mean" else per_sample.sum()
     loss.backward()
     return loss.item(), p.grad.numpy()
 
@@ -38,6 +45,16 @@ def variant(activations, bias, seed):
               for l in range(1, len(sizes))]
     return network.from_dict({"name": "v", "loss": "l2", "layers": layers,
                               "sample": {"inputs": [0.3, -0.7, 0.9], "targets": [0.2, 0.8]}})
+
+
+@pytest.mark.parametrize("name", [n.stem for n in network.TEMPLATE_DIR.glob("*.toml")])
+def test_every_template_matches_torch_autograd(name):
+    net = network.load(name)
+    trace = reference.train(net, [net.learning_rates[0]], 20)
+    for it in (0, 1, 20):
+        loss, grads = torch_gradients(net, trace.params[0, it])
+        assert abs(trace.total[0, it] - loss) < 1e-12
+        np.testing.assert_allclose(trace.grads[0, it], grads, rtol=0, atol=1e-12)
 
 
 def test_classic_initial_error_is_the_published_value(classic):

@@ -152,3 +152,10 @@ def test_malformed_run_template(tmp_path):
     template.write_text('epochs = "many"\n')
     result = run("--config", template, "--out-dir", tmp_path / "runs")
     assert result.exit_code == 1 and "epochs" in result.output and str(template) in result.output
+
+
+def test_shipped_run_template_is_the_default_configuration():
+    from trainer.config import RUN_TEMPLATE_DIR, RunConfig, read
+
+    assert read(RUN_TEMPLATE_DIR / "mnist.toml") == RunConfig()
+    assert read("mnist") == RunConfig()

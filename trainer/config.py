@@ -18,16 +18,16 @@ class ConfigError(ValueError):
 class RunConfig:
     model: str = "tiny"
     epochs: int = 15
-    batch_size: int = 128
+    batch_size: int = 64
     optimizer: str = "sgd"
-    lr: float = 0.05  # the peak learning rate with onecycle
+    lr: float = 0.1  # the peak learning rate with onecycle
     momentum: float = 0.9
     weight_decay: float = 5e-5
     scheduler: str = "onecycle"
     step_size: int = 5  # epochs between decays with the step scheduler
     gamma: float = 0.1
-    rotation: float = 10.0  # degrees, ± (augmentation)
-    translate: float = 0.05  # fraction of the image, ±
+    rotation: float = 7.0  # degrees, ± (augmentation)
+    translate: float = 0.03  # fraction of the image, ±
     label_smoothing: float = 0.0
     seed: int = 1
     device: str = "auto"

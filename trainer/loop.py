@@ -50,8 +50,13 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
     """The learning-rate schedule; it is stepped after every batch."""
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                   steps_per_epoch=steps_per_epoch, pct_start=0.2,
+        total = cfg.epochs * steps_per_epoch
+        if total < 4:
+            raise ValueError(f"a one-cycle schedule needs at least 4 batches in all, this run has {total}; "
+                             "use more data or epochs, or --scheduler step")
+        # 20% warm-up, but at least two steps of it on very short runs
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=min(0.5, max(0.2, 2 / total)),
                                                    div_factor=10, final_div_factor=100)
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)

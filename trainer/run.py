@@ -78,7 +78,10 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
     mnist = data.load(cfg.data_dir, device.device)
     steps = math.ceil(len(mnist.train) / cfg.batch_size)
     optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer, steps)
+    try:
+        scheduler = make_scheduler(cfg, optimizer, steps)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     generator = device.generator(cfg.seed)
     params = models.count_parameters(model)
     history: list[dict] = []

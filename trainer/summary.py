@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import torch
 import torchinfo
 from torch import nn
 
@@ -61,7 +62,8 @@ def receptive_field(modules: list[nn.Module], input_size: int = INPUT_SIZE[-1]) 
 def summarize(model: nn.Module) -> Summary:
     """Layer by layer: output shape, parameters, multiply-accumulates, receptive field and jump."""
     cpu_model = copy.deepcopy(model).cpu().eval()
-    stats = torchinfo.summary(cpu_model, input_size=INPUT_SIZE, verbose=0, device="cpu")
+    with torch.random.fork_rng(devices=[]):  # torchinfo draws a random input; keep the caller's RNG stream
+        stats = torchinfo.summary(cpu_model, input_size=INPUT_SIZE, verbose=0, device="cpu")
     leaves = [layer for layer in stats.summary_list if layer.is_leaf_layer]
     fields = receptive_field([layer.module for layer in leaves])
     rows = tuple(
