@@ -74,6 +74,33 @@ class Formats:
         )
 
 
+class RowOrdered:
+    """A worksheet stand-in that collects cell writes and replays them in row order.
+
+    With ``constant_memory`` xlsxwriter keeps one row at a time, so a sheet laid out in blocks
+    (tables, then a drawing beside them) must be written through this.
+    """
+
+    def __init__(self, ws: Worksheet) -> None:
+        self._ws = ws
+        self._calls: list[tuple[int, int, Any, tuple, dict]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._ws, name)
+        if not name.startswith("write"):
+            return method
+
+        def defer(row: int, col: int, *args: Any, **kwargs: Any) -> None:
+            self._calls.append((row, col, method, args, kwargs))
+
+        return defer
+
+    def flush(self) -> None:
+        for row, col, method, args, kwargs in sorted(self._calls, key=lambda c: (c[0], c[1])):
+            method(row, col, *args, **kwargs)
+        self._calls.clear()
+
+
 def check_target(path: Path, force: bool) -> Path:
     """Refuse an existing file without ``force`` and a folder that does not exist."""
     path = Path(path)
@@ -89,9 +116,13 @@ def check_target(path: Path, force: bool) -> Path:
 
 
 class Book:
-    """An xlsxwriter workbook written atomically to ``path`` (use as a context manager)."""
+    """An xlsxwriter workbook written atomically to ``path`` (use as a context manager).
 
-    def __init__(self, path: str | os.PathLike, force: bool = False) -> None:
+    ``constant_memory`` keeps one row per sheet in memory: every sheet must then be written row
+    by row (use :class:`RowOrdered` for the others).
+    """
+
+    def __init__(self, path: str | os.PathLike, force: bool = False, constant_memory: bool = False) -> None:
         self.path = check_target(Path(path), force)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".xlsx.tmp")
@@ -99,7 +130,8 @@ class Book:
             raise OutputError(f"cannot write in {self.path.parent}: {exc.strerror}") from None
         os.close(fd)
         self._tmp = Path(tmp)
-        self.workbook = xlsxwriter.Workbook(str(self._tmp), {"default_date_format": "yyyy-mm-dd hh:mm"})
+        self.workbook = xlsxwriter.Workbook(str(self._tmp), {"default_date_format": "yyyy-mm-dd hh:mm",
+                                                             "constant_memory": constant_memory})
         self.formats = Formats.create(self.workbook)
 
     def __enter__(self) -> "Book":

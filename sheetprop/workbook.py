@@ -8,7 +8,7 @@ from pathlib import Path
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import formulas
-from sheetprop.book import Book
+from sheetprop.book import Book, RowOrdered
 from sheetprop.layout import (
     COMPARE_SHEET,
     EQUATIONS_SHEET,
@@ -49,7 +49,7 @@ def summarize(trace: Trace, threshold: float = DEFAULT_ERROR_TARGET) -> list[Sum
 def build(net: Network, learning_rates: list[float], iterations: int, out: str | Path,
           force: bool = False) -> list[Summary]:
     """Compute the reference trace and write the workbook to ``out`` atomically."""
-    with Book(out, force=force) as book:  # checks the target before the work starts
+    with Book(out, force=force, constant_memory=True) as book:  # checks the target before the work starts
         trace = train(net, learning_rates, iterations)
         layouts = [TrainingLayout(net, iterations, training_sheet_name(lr)) for lr in learning_rates]
         _network_sheet(book, net, learning_rates, iterations, trace)
@@ -77,7 +77,7 @@ def _meta_sheet(book: Book, net: Network, iterations: int, sheets: list[str]) ->
 
 def _network_sheet(book: Book, net: Network, lrs: list[float], iterations: int, trace: Trace) -> None:
     f = book.formats
-    ws = book.add_sheet(NETWORK_SHEET)
+    ws = RowOrdered(book.add_sheet(NETWORK_SHEET))
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 12)
     ws.set_column(2, 2, 26)
@@ -151,6 +151,7 @@ def _network_sheet(book: Book, net: Network, lrs: list[float], iterations: int, 
     ws.write_number(row, 1, iterations)
 
     _diagram(book, ws, net, trace, top=4, left=4)
+    ws.flush()
 
 
 def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) -> None:
@@ -213,7 +214,7 @@ def _excel_general(x: float) -> str:
 def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
     f = book.formats
     eq = EquationsLayout(net)
-    ws = book.add_sheet(EQUATIONS_SHEET)
+    ws = RowOrdered(book.add_sheet(EQUATIONS_SHEET))
     ws.set_column(eq.NAME_COL, eq.NAME_COL, 14)
     ws.set_column(eq.CHAIN_COL, eq.CHAIN_COL, 34)
     ws.set_column(eq.EQUATION_COL, eq.EQUATION_COL, 90)
@@ -257,6 +258,7 @@ def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
         ws.write_formula(row, eq.VALUE_COL, f"={defined_name(net, p)}-{lr_name(0)}*{eq.ref(Grad(p))}",
                          f.number, value)
         row += 1
+    ws.flush()
 
 
 def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace) -> None:

@@ -62,7 +62,7 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("tiny", "default: conv 8-16, pool, conv 14(pad)-16-16, GAP, FC",
-                  lambda: Net([(8, 0), (16, 0)], [(14, 1), (16, 0), (16, 0)], dropout=0.03)),
+                  lambda: Net([(8, 0), (16, 0)], [(14, 1), (16, 0), (16, 0)], dropout=0.01)),
         ModelSpec("slim", "8-16, 1×1→8, pool, 12-12-16-16(pad), GAP, FC",
                   lambda: Net([(8, 0), (16, 0)], [(12, 0), (12, 0), (16, 0), (16, 1)], dropout=0.05, squeeze=8)),
         ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, FC",
