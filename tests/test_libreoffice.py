@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from sheetprop import network, recalc
 from sheetprop.cli import main
-from sheetprop.layout import TrainingLayout, training_sheet_name
+from sheetprop.layout import TrainingLayout, defined_name, training_sheet_name
 from sheetprop.network import Param
 from sheetprop.verify import compare, read_setup, relative_difference, scan_errors
 from sheetprop.workbook import build
@@ -65,18 +65,24 @@ def test_every_template_has_no_error_cells_at_a_huge_learning_rate(soffice, name
     assert compare(fresh, *setup).max_difference <= 1e-9
 
 
-def test_editing_a_sample_and_a_weight_of_xor_recomputes_every_row(soffice, tmp_path):
-    net = network.load("xor")
-    book = tmp_path / "xor.xlsx"
-    build(net, [2.0, 5.0], 60, book)
+def edit_and_recalculate(book, edits: dict[str, float], tmp_path):
+    """Set defined-name inputs with openpyxl, recalculate in LibreOffice; (values, setup as read back)."""
     wb = openpyxl.load_workbook(book)
-    for name, value in (("input_x1_s2", 0.3), ("w1_12_init", -1.25), ("lr_2", 3.5)):
+    for name, value in edits.items():
         sheet, ref = next(iter(wb.defined_names[name].destinations))
         wb[sheet][ref.replace("$", "")] = value
     edited = tmp_path / "edited.xlsx"
     wb.save(edited)
     fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
-    edited_net, lrs, iterations, sheets = read_setup(openpyxl.load_workbook(edited), fresh, str(edited))
+    return fresh, read_setup(openpyxl.load_workbook(edited), fresh, str(edited))
+
+
+def test_editing_a_sample_and_a_weight_of_xor_recomputes_every_row(soffice, tmp_path):
+    net = network.load("xor")
+    book = tmp_path / "xor.xlsx"
+    build(net, [2.0, 5.0], 60, book)
+    fresh, (edited_net, lrs, iterations, sheets) = edit_and_recalculate(
+        book, {"input_x1_s2": 0.3, "w1_12_init": -1.25, "lr_2": 3.5}, tmp_path)
     assert edited_net.inputs[1, 0] == 0.3 and edited_net.initial(Param(1, 0, 1)) == -1.25 and lrs == [2.0, 3.5]
     report = compare(fresh, edited_net, lrs, iterations, sheets)
     assert report.cells == 2 * 61 * len(TrainingLayout(net, 60).columns) and not report.errors
@@ -84,14 +90,8 @@ def test_editing_a_sample_and_a_weight_of_xor_recomputes_every_row(soffice, tmp_
 
 
 def test_editing_w1_and_a_learning_rate_recomputes_every_row(soffice, classic_book, classic, tmp_path):
-    wb = openpyxl.load_workbook(classic_book)
-    for name, value in (("w1_init", 0.9), ("lr_3", 1.7)):
-        sheet, ref = next(iter(wb.defined_names[name].destinations))
-        wb[sheet][ref.replace("$", "")] = value
-    edited = tmp_path / "edited.xlsx"
-    wb.save(edited)
-    fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
-    net, lrs, iterations, sheets = read_setup(openpyxl.load_workbook(edited), fresh, str(edited))
+    fresh, (net, lrs, iterations, sheets) = edit_and_recalculate(classic_book, {"w1_init": 0.9, "lr_3": 1.7},
+                                                                 tmp_path)
     assert net.initial(Param(1, 0, 0)) == 0.9 and lrs[2] == 1.7
     report = compare(fresh, net, lrs, iterations, sheets)
     assert report.cells == 6 * 101 * 27 and not report.errors
@@ -139,3 +139,16 @@ def test_verify_refuses_a_foreign_workbook(soffice, tmp_path):
     openpyxl.Workbook().save(other)
     result = CliRunner().invoke(main, ["verify", str(other)])
     assert result.exit_code == 1 and "not written by sheetprop" in result.output
+
+
+@pytest.mark.parametrize("name", ["mazur", "deep"])
+def test_editing_a_parameter_and_a_learning_rate_of_any_template_recomputes_every_row(soffice, name, tmp_path):
+    net = network.load(name)
+    book = tmp_path / f"{name}.xlsx"
+    build(net, [0.5], 30, book)
+    first = defined_name(net, net.params[0])
+    fresh, (edited_net, lrs, iterations, sheets) = edit_and_recalculate(book, {first: 0.77, "lr_1": 0.9}, tmp_path)
+    assert edited_net.initial(net.params[0]) == 0.77 and lrs == [0.9]
+    report = compare(fresh, edited_net, lrs, iterations, sheets)
+    assert report.cells == 31 * len(TrainingLayout(net, 30).columns) and not report.errors
+    assert report.max_difference <= 1e-9
