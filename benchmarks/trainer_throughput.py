@@ -71,9 +71,11 @@ def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int):
 
 
 def device_batches(mnist, cfg: RunConfig, generator):
+    def augment(x):
+        return data.augment(x, cfg.rotation, cfg.translate, generator)
+
     while True:
-        for x, y in data.batches(mnist.train, cfg.batch_size, generator):
-            yield data.augment(x, cfg.rotation, cfg.translate, generator), y
+        yield from data.batches(mnist.train, cfg.batch_size, generator, augment)
 
 
 def first_reach(run_dir: Path, target: float = 0.994) -> str:

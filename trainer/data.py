@@ -11,7 +11,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -139,16 +139,27 @@ def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive batches; shuffled when a generator is given."""
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
+            transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            chunk: int = 4096) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive batches, shuffled when a generator is given.
+
+    ``transform`` (the augmentation) runs on chunks of about ``chunk`` images at a time, which
+    costs far less per image than one call per small batch.
+    """
     n = len(split)
     order = torch.randperm(n, device=split.labels.device, generator=generator) if generator is not None else None
-    for start in range(0, n, batch_size):
+    step = max(batch_size, chunk // batch_size * batch_size)
+    for start in range(0, n, step):
         if order is None:
-            yield split.images[start : start + batch_size], split.labels[start : start + batch_size]
+            x, y = split.images[start : start + step], split.labels[start : start + step]
         else:
-            idx = order[start : start + batch_size]
-            yield split.images[idx], split.labels[idx]
+            idx = order[start : start + step]
+            x, y = split.images[idx], split.labels[idx]
+        if transform is not None:
+            x = transform(x)
+        for b in range(0, len(y), batch_size):
+            yield x[b : b + batch_size], y[b : b + batch_size]
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:
