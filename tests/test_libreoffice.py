@@ -10,7 +10,6 @@ from sheetprop.layout import TrainingLayout, defined_name, training_sheet_name
 from sheetprop.network import Param
 from sheetprop.verify import compare, read_setup, relative_difference, scan_errors
 from sheetprop.workbook import build
-from tests.conftest import CLASSIC_LRS
 
 pytestmark = pytest.mark.libreoffice
 

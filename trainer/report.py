@@ -94,11 +94,11 @@ def _model(book: Book, report: Report) -> None:
     ws.set_column(0, 0, 24)
     ws.set_column(1, 6, 15)
     ws.write(end, 0, "Total params", f.label)
-    ws.write_formula(end, 3, f"=SUM(layers[params])", f.integer, s.total_params)
+    ws.write_formula(end, 3, "=SUM(layers[params])", f.integer, s.total_params)
     ws.write(end + 1, 0, "Trainable params", f.label)
     ws.write_number(end + 1, 3, s.trainable_params, f.integer)
     ws.write(end + 2, 0, "Mult-adds per image", f.label)
-    ws.write_formula(end + 2, 3, f"=SUM(layers[mult-adds])", f.integer, s.total_macs)
+    ws.write_formula(end + 2, 3, "=SUM(layers[mult-adds])", f.integer, s.total_macs)
 
 
 def _confusion(book: Book, report: Report) -> None:
