@@ -40,7 +40,6 @@ class Formats:
     subtitle: Format
     note: Format
     text: Format
-    wrap: Format
     header: Format
     group: Format
     input: Format
@@ -59,7 +58,6 @@ class Formats:
             subtitle=wb.add_format({"bold": True, "font_size": 12, "font_color": "#2F5597"}),
             note=wb.add_format({"italic": True, "font_color": "#595959"}),
             text=wb.add_format({}),
-            wrap=wb.add_format({"text_wrap": True, "valign": "top"}),
             header=wb.add_format({**header, "text_wrap": True}),
             group=wb.add_format({**header, "bg_color": "#BDD7EE"}),
             input=wb.add_format({"bg_color": "#FFF2CC", "font_color": "#0000CC", "border": 1,

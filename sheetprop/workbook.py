@@ -22,7 +22,7 @@ from sheetprop.layout import (
     lr_name,
     training_sheet_name,
 )
-from sheetprop.network import A, Delta, Grad, Input, LossTerm, Network, SampleGrad, SampleLoss, Target, Total, Z
+from sheetprop.network import A, Delta, Grad, Input, LossTerm, Network, Param, SampleGrad, SampleLoss, Target, Total, Z
 from sheetprop.reference import Trace, train
 
 META_SHEET = "_sheetprop"
@@ -286,16 +286,17 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace)
 
     # The hot loop: one formula per cell, its value from the reference trace.
     columns = [(layout.col(q), layout.row_templates[q], trace.values(q)[slot].tolist()) for q in layout.columns]
-    first_row = {layout.col(p): (layout.first_row_formula(p), net.initial(p)) for p in net.params}
     number, write_formula, write_number = f.number, ws.write_formula, ws.write_number
-    for it in range(layout.iterations + 1):
+    r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
+    write_number(r, layout.ITERATION_COL, 0)
+    for q, (col, template, values) in zip(layout.columns, columns):
+        formula = layout.first_row_formula(q) if isinstance(q, Param) else template.format(r + 1, r)
+        write_formula(r, col, formula, number, values[0])
+    for it in range(1, layout.iterations + 1):
         r = layout.row(it)
         write_number(r, layout.ITERATION_COL, it)
         for col, template, values in columns:
-            if it == 0 and col in first_row:
-                write_formula(r, col, first_row[col][0], number, first_row[col][1])
-            else:
-                write_formula(r, col, template.format(r + 1, r), number, values[it])
+            write_formula(r, col, template.format(r + 1, r), number, values[it])
 
 
 def _compare_sheet(book: Book, ws, net: Network, layouts: list[TrainingLayout], trace: Trace) -> None:
