@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The accuracy target: the default command for seeds 1, 2 and 3 on the real MNIST, then the table.
-# Usage: benchmarks/mnist_seeds.sh [DATA_DIR]   (default ../shared/datasets/mnist); about 6 min per seed on 2 CPU cores.
+# Usage: benchmarks/mnist_seeds.sh [DATA_DIR]   (default ../shared/datasets/mnist); about 3 min per seed on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data_dir=${1:-../shared/datasets/mnist}

@@ -90,7 +90,7 @@ def first_reach(run_dir: Path, target: float = 0.994) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--batches", type=int, default=120, help="timed batches per pipeline")
+    parser.add_argument("--batches", type=int, default=400, help="timed batches per pipeline")
     parser.add_argument("--run-dir", type=Path, help="a finished default run, for the time to 99.4%%")
     args = parser.parse_args()
     cfg = RunConfig()

@@ -99,9 +99,10 @@ def test_shuffled_batches_cover_every_sample_once(tmp_path):
 
 
 def test_augmentation_without_rotation_or_shift_is_the_identity():
-    x = torch.randn(5, 1, 28, 28)
     g = torch.Generator().manual_seed(0)
-    torch.testing.assert_close(data.augment(x, 0.0, 0.0, g), x, atol=1e-5, rtol=0)
+    x = torch.randn(5, 1, 28, 28, generator=g)
+    # float32 grid coordinates are off by ~1e-6 pixel, which moves values of size ~4 by up to ~2e-5
+    torch.testing.assert_close(data.augment(x, 0.0, 0.0, g), x, atol=1e-4, rtol=0)
 
 
 def test_augmentation_rotates_each_image_differently():

@@ -18,9 +18,9 @@ class ConfigError(ValueError):
 class RunConfig:
     model: str = "tiny"
     epochs: int = 15
-    batch_size: int = 32
+    batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.05  # the peak learning rate with onecycle
+    lr: float = 0.2  # the peak learning rate with onecycle
     momentum: float = 0.9
     weight_decay: float = 5e-5
     scheduler: str = "onecycle"

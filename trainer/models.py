@@ -12,21 +12,21 @@ DEFAULT_MODEL = "tiny"
 MAX_PARAMS = 20_000
 
 
-def block(cin: int, cout: int, dropout: float, padding: int = 0) -> nn.Sequential:
-    """3×3 convolution → BatchNorm → ReLU → Dropout."""
+def block(cin: int, cout: int, padding: int = 0) -> nn.Sequential:
+    """3×3 convolution → BatchNorm → ReLU."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=padding, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
     )
 
 
 class Net(nn.Module):
-    """Convolution blocks with one 2×2 max pooling, then GAP and one linear layer to the 10 logits.
+    """Convolution blocks with one 2×2 max pooling, then GAP, Dropout and one linear layer to the 10 logits.
 
     ``stage1``/``stage2`` list (channels, padding) of the 3×3 blocks before/after the pooling; an
-    optional 1×1 ``squeeze`` convolution before the pooling narrows the channels.
+    optional 1×1 ``squeeze`` convolution before the pooling narrows the channels. Dropout sits on the
+    pooled features: masks on every feature map cost ~40% of the CPU time of a training step.
     """
 
     def __init__(self, stage1: list[tuple[int, int]], stage2: list[tuple[int, int]], dropout: float,
@@ -34,21 +34,22 @@ class Net(nn.Module):
         super().__init__()
         layers, cin = [], 1
         for c, pad in stage1:
-            layers.append(block(cin, c, dropout, pad))
+            layers.append(block(cin, c, pad))
             cin = c
         if squeeze:
             layers += [nn.Conv2d(cin, squeeze, 1, bias=False), nn.BatchNorm2d(squeeze), nn.ReLU(inplace=True)]
             cin = squeeze
         layers.append(nn.MaxPool2d(2))
         for c, pad in stage2:
-            layers.append(block(cin, c, dropout, pad))
+            layers.append(block(cin, c, pad))
             cin = c
         self.features = nn.Sequential(*layers)
         self.gap = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.gap(self.features(x)), 1))
+        return self.fc(self.dropout(torch.flatten(self.gap(self.features(x)), 1)))
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,11 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("tiny", "default: conv 8-16, pool, conv 14(pad)-16-16, GAP, FC",
-                  lambda: Net([(8, 0), (16, 0)], [(14, 1), (16, 0), (16, 0)], dropout=0.01)),
-        ModelSpec("slim", "8-16, 1×1→8, pool, 12-12-16-16(pad), GAP, FC",
+        ModelSpec("tiny", "default: conv 8-16, pool, conv 12(pad)-12-12-16, GAP, dropout, FC",
+                  lambda: Net([(8, 0), (16, 0)], [(12, 1), (12, 0), (12, 0), (16, 0)], dropout=0.01)),
+        ModelSpec("slim", "8-16, 1×1→8, pool, 12-12-16-16(pad), GAP, dropout, FC",
                   lambda: Net([(8, 0), (16, 0)], [(12, 0), (12, 0), (16, 0), (16, 1)], dropout=0.05, squeeze=8)),
-        ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, FC",
+        ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, dropout, FC",
                   lambda: Net([(10, 0), (16, 0)], [(16, 1), (20, 0), (24, 0)], dropout=0.03)),
     )
 }
