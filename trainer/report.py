@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,20 @@ def _epochs(book: Book, report: Report) -> None:
     for i, (title, column, axis) in enumerate(charts):
         chart = book.chart(title, [{"name": title, "categories": col("epoch"), "values": col(column),
                                     "marker": {"type": "circle", "size": 4}}], "epoch", axis,
-                           x_max=max(len(rows), 1))
+                           y_log=axis == "loss", x_max=max(len(rows), 1))
         if axis == "accuracy":
-            chart.set_y_axis({"name": axis, "num_format": "0.0%",
+            chart.set_y_axis({"name": axis, "num_format": "0.0%", "max": 1,
+                              "min": _accuracy_floor([h[column] for h in report.history]),
                               "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}})
         chart.set_size({"width": 480, "height": 290})
         ws.insert_chart(top, len(EPOCH_COLUMNS) + 1, chart, {"x_offset": 490 * (i % 2), "y_offset": 300 * (i // 2)})
+
+
+def _accuracy_floor(accuracies: list[float]) -> float:
+    """Lower end of an accuracy axis: the lowest value after the first epoch, down to a whole 0.5%,
+    so the last epochs' tenths of a percent stay visible (the first epoch may fall below it)."""
+    later = accuracies[1:] or accuracies
+    return max(0.0, math.floor(min(later) * 200) / 200)
 
 
 def _model(book: Book, report: Report) -> None:
