@@ -159,3 +159,11 @@ def test_shipped_run_template_is_the_default_configuration():
 
     assert read(RUN_TEMPLATE_DIR / "mnist.toml") == RunConfig()
     assert read("mnist") == RunConfig()
+
+
+def test_accuracy_axis_starts_below_every_epoch_after_the_first():
+    from trainer.report import _accuracy_floor
+
+    assert _accuracy_floor([0.9575, 0.9887, 0.9949, 0.9912]) == pytest.approx(0.985)
+    assert _accuracy_floor([0.42]) == pytest.approx(0.42)
+    assert _accuracy_floor([0.1, 0.0]) == 0.0
