@@ -70,9 +70,7 @@ def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int):
 
 
 def device_batches(mnist, cfg: RunConfig, generator):
-    def augment(x):
-        return data.augment(x, cfg.rotation, cfg.translate, generator)
-
+    augment = data.augmenter(cfg.rotation, cfg.translate, generator)
     while True:
         yield from data.batches(mnist.train, cfg.batch_size, generator, augment)
 

@@ -187,8 +187,10 @@ class Book:
         y_log: bool = False,
         kind: str = "scatter",
         x_max: float | None = None,
+        y_options: dict[str, Any] | None = None,
     ) -> Any:
-        """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict)."""
+        """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict);
+        ``y_options`` adds xlsxwriter y-axis settings (``min``, ``max``, ``num_format``, …)."""
         chart = self.workbook.add_chart({"type": kind, "subtype": "straight"} if kind == "scatter" else {"type": kind})
         for s in series:
             chart.add_series({"marker": {"type": "none"}, "line": {"width": 1.5}, **s})
@@ -200,7 +202,7 @@ class Book:
         y_axis: dict[str, Any] = {"name": y_title, "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}}
         if y_log:
             y_axis["log_base"] = 10
-        chart.set_y_axis(y_axis)
+        chart.set_y_axis({**y_axis, **(y_options or {})})
         chart.set_legend({"position": "bottom"} if len(series) > 1 else {"none": True})
         return chart
 

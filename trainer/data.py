@@ -113,19 +113,19 @@ def load(data_dir: str | Path, device: torch.device, download: bool = True) -> M
             raise DataError(f"{files[(split, 'labels')]}: {len(labels)} labels for {len(images)} images")
         if labels.size and labels.max() > 9:
             raise DataError(f"{files[(split, 'labels')]}: labels must be digits 0-9")
-    train_u8 = torch.from_numpy(arrays[("train", "images")].copy())
-    mean = float(train_u8.float().mean() / 255)
-    std = float(train_u8.float().std() / 255) if train_u8.numel() > 1 else 0.0
+    raw = {name: torch.from_numpy(arrays[(name, "images")].copy()) for name in ("train", "test")}
+    train_f = raw["train"].float()
+    mean = float(train_f.mean() / 255)
+    std = float(train_f.std() / 255) if train_f.numel() > 1 else 0.0
     if not std > 0:
         raise DataError(f"{files[('train', 'images')]}: the training images are empty or all alike")
 
     def split(name: str) -> Split:
-        x = torch.from_numpy(arrays[(name, "images")].copy()).to(device)
-        x = ((x.float() / 255 - mean) / std).unsqueeze(1)
+        x = ((raw[name].to(device).float() / 255 - mean) / std).unsqueeze(1)
         y = torch.from_numpy(arrays[(name, "labels")].astype(np.int64)).to(device)
         return Split(x, y)
 
-    return MNIST(split("train"), split("test"), mean, std, torch.from_numpy(arrays[("test", "images")].copy()))
+    return MNIST(split("train"), split("test"), mean, std, raw["test"])
 
 
 def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.Generator) -> torch.Tensor:
@@ -137,6 +137,14 @@ def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augmenter(degrees: float, translate: float,
+              generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The training augmentation as a batch transform, or None when it would do nothing."""
+    if not degrees and not translate:
+        return None
+    return lambda x: augment(x, degrees, translate, generator)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,

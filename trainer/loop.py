@@ -75,11 +75,7 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
     seen, checked = 0, 0
     bar = tqdm(total=len(split), desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress,
                dynamic_ncols=True)
-    augment = None
-    if cfg.rotation or cfg.translate:
-        def augment(x: torch.Tensor) -> torch.Tensor:
-            return data.augment(x, cfg.rotation, cfg.translate, generator)
-
+    augment = data.augmenter(cfg.rotation, cfg.translate, generator)
     with bar:
         for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment)):
             with device.autocast():

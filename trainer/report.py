@@ -73,13 +73,11 @@ def _epochs(book: Book, report: Report) -> None:
     charts = [("Training loss", "train loss", "loss"), ("Training accuracy", "train acc", "accuracy"),
               ("Test loss", "test loss", "loss"), ("Test accuracy", "test acc", "accuracy")]
     for i, (title, column, axis) in enumerate(charts):
+        accuracy_axis = {"num_format": "0.0%", "max": 1, "min": _accuracy_floor([h[column] for h in report.history])}
         chart = book.chart(title, [{"name": title, "categories": col("epoch"), "values": col(column),
                                     "marker": {"type": "circle", "size": 4}}], "epoch", axis,
-                           y_log=axis == "loss", x_max=max(len(rows), 1))
-        if axis == "accuracy":
-            chart.set_y_axis({"name": axis, "num_format": "0.0%", "max": 1,
-                              "min": _accuracy_floor([h[column] for h in report.history]),
-                              "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}})
+                           y_log=axis == "loss", x_max=max(len(rows), 1),
+                           y_options=accuracy_axis if axis == "accuracy" else None)
         chart.set_size({"width": 480, "height": 290})
         ws.insert_chart(top, len(EPOCH_COLUMNS) + 1, chart, {"x_offset": 490 * (i % 2), "y_offset": 300 * (i // 2)})
 
@@ -158,12 +156,11 @@ def _misclassified(book: Book, report: Report) -> None:
         ws.write(2, 0, "No epoch has finished yet.", f.note)
         return
     wrong = np.flatnonzero(ev.predictions != report.test_labels)
-    wrong = wrong[np.argsort(-ev.confidences[wrong])][:MISCLASSIFIED_SHOWN]
-    ws.write(1, 0, f"{len(np.flatnonzero(ev.predictions != report.test_labels))} of {ev.total} test images wrong; "
-                   f"showing {len(wrong)}", f.note)
+    shown = wrong[np.argsort(-ev.confidences[wrong])][:MISCLASSIFIED_SHOWN]
+    ws.write(1, 0, f"{len(wrong)} of {ev.total} test images wrong; showing {len(shown)}", f.note)
     for c in range(PER_ROW):
         ws.set_column(c, c, 16)
-    for i, idx in enumerate(wrong):
+    for i, idx in enumerate(shown):
         row, col = 3 + (i // PER_ROW) * 6, i % PER_ROW
         ws.set_row(row, 68)
         book.picture(ws, row, col, _png(report.test_images[idx]), name=f"test{idx}.png")
