@@ -1,10 +1,10 @@
 """Activations and losses: numpy value, numpy derivative, Excel formula and text, side by side.
 
 Templates use ``{z}`` for the pre-activation, ``{a}`` for the activation, ``{t}`` for the
-target and ``{n}`` for the number of outputs; softmax also uses ``{max}`` (the largest z of the
-layer), ``{sum_exp}`` (Σ EXP(z_k − max)) and ``{zs}`` (all z, for text). Excel templates must stay
-free of error values for any finite input: no EXP of a large positive number, no LN of zero,
-no division that can reach zero.
+target and ``{n}`` for the number of outputs; softmax also uses ``{max}`` (the cell holding the
+largest z of the layer) and ``{sum_exp}`` (the cell holding Σ EXP(z_k − max)). Excel templates
+must stay free of error values for any finite input: no EXP of a large positive number, no LN
+of zero, no division that can reach zero.
 """
 
 from __future__ import annotations
@@ -115,9 +115,9 @@ ACTIVATIONS: dict[str, Activation] = {
             symbol="softmax",
             value=lambda z: np.exp(_log_softmax(z)),
             derivative=lambda z, a: np.ones_like(z),  # folded into the cross-entropy gradient
-            excel="EXP({z}-{max})/({sum_exp})",
+            excel="EXP({z}-{max})/{sum_exp}",
             excel_derivative="1",
-            text="e^{z} / Σ e^({zs})",
+            text="e^({z} − {max}) / {sum_exp}",
             text_derivative="1",
             vector=True,
         ),

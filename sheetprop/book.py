@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,17 +23,6 @@ from xlsxwriter.worksheet import Worksheet
 
 class OutputError(OSError):
     """The output file cannot be written; the message says why in one line."""
-
-
-class PlainFormulaWorksheet(Worksheet):
-    """A worksheet whose formulas use only classic functions (no ``_xlfn.`` prefixes needed).
-
-    xlsxwriter scans every formula with a few dozen regular expressions to add those
-    prefixes; for formulas known not to need them that scan is most of the writing time.
-    """
-
-    def _prepare_formula(self, formula: str, expand_future_functions: bool = False) -> str:
-        return formula[1:] if formula.startswith("=") else formula
 
 
 @dataclass(frozen=True)
@@ -72,33 +63,6 @@ class Formats:
         )
 
 
-class RowOrdered:
-    """A worksheet stand-in that collects cell writes and replays them in row order.
-
-    With ``constant_memory`` xlsxwriter keeps one row at a time, so a sheet laid out in blocks
-    (tables, then a drawing beside them) must be written through this.
-    """
-
-    def __init__(self, ws: Worksheet) -> None:
-        self._ws = ws
-        self._calls: list[tuple[int, int, Any, tuple, dict]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._ws, name)
-        if not name.startswith("write"):
-            return method
-
-        def defer(row: int, col: int, *args: Any, **kwargs: Any) -> None:
-            self._calls.append((row, col, method, args, kwargs))
-
-        return defer
-
-    def flush(self) -> None:
-        for row, col, method, args, kwargs in sorted(self._calls, key=lambda c: (c[0], c[1])):
-            method(row, col, *args, **kwargs)
-        self._calls.clear()
-
-
 def check_target(path: Path, force: bool) -> Path:
     """Refuse an existing file without ``force`` and a folder that does not exist."""
     path = Path(path)
@@ -117,7 +81,8 @@ class Book:
     """An xlsxwriter workbook written atomically to ``path`` (use as a context manager).
 
     ``constant_memory`` keeps one row per sheet in memory: every sheet must then be written row
-    by row (use :class:`RowOrdered` for the others).
+    by row. While the book is open, SIGTERM and SIGHUP end the program through ``SystemExit``, so
+    the temporary file is removed then too (as it is on Ctrl-C and on any error).
     """
 
     def __init__(self, path: str | os.PathLike, force: bool = False, constant_memory: bool = False) -> None:
@@ -128,22 +93,29 @@ class Book:
             raise OutputError(f"cannot write in {self.path.parent}: {exc.strerror}") from None
         os.close(fd)
         self._tmp = Path(tmp)
+        self._scratch = tempfile.TemporaryDirectory(prefix="sheetprop-")  # xlsxwriter's own temporary files
         self.workbook = xlsxwriter.Workbook(str(self._tmp), {"default_date_format": "yyyy-mm-dd hh:mm",
-                                                             "constant_memory": constant_memory})
+                                                             "constant_memory": constant_memory,
+                                                             "tmpdir": self._scratch.name})
         self.formats = Formats.create(self.workbook)
 
     def __enter__(self) -> "Book":
+        self._handlers = _exit_on_termination()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.save()
-        else:
-            self.discard()
+        try:
+            if exc_type is None:
+                self.save()
+            else:
+                self.discard()
+        finally:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
 
-    def add_sheet(self, name: str, plain_formulas: bool = False) -> Worksheet:
+    def add_sheet(self, name: str, worksheet_class: type[Worksheet] | None = None) -> Worksheet:
         """A new sheet that prints landscape, one page wide."""
-        ws = self.workbook.add_worksheet(name, worksheet_class=PlainFormulaWorksheet if plain_formulas else None)
+        ws = self.workbook.add_worksheet(name, worksheet_class=worksheet_class)
         ws.set_landscape()
         ws.set_paper(9)  # A4
         ws.fit_to_pages(1, 0)
@@ -219,6 +191,7 @@ class Book:
         except BaseException:
             self.discard()
             raise
+        self._scratch.cleanup()
         return self.path
 
     def discard(self) -> None:
@@ -226,6 +199,22 @@ class Book:
             self._tmp.unlink()
         except FileNotFoundError:
             pass
+        self._scratch.cleanup()
+
+
+def _terminate(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_termination() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into SystemExit (so ``finally`` blocks run); returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            old[sig] = signal.signal(sig, _terminate)
+    return old
 
 
 def _umask() -> int:

@@ -7,14 +7,21 @@ from pathlib import Path
 
 import click
 
-from sheetprop import __version__, network
+from sheetprop import __version__, template
 from sheetprop.book import OutputError
 from sheetprop.layout import TrainingLayout, lr_label
-from sheetprop.network import TemplateError
+from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
+from sheetprop.template import TemplateError
 
 
-class LearningRate(click.FloatRange):
+class Refused(click.ClickException):
+    """A request that cannot be met as asked (a network too big for Excel): exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+class PositiveNumber(click.FloatRange):
     """A finite, strictly positive float."""
 
     name = "learning rate"
@@ -71,16 +78,17 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--lr", "learning_rates", cls=ManyValues, type=LearningRate(), metavar="η [η ...]",
+@click.option("--lr", "learning_rates", cls=ManyValues, type=PositiveNumber(), metavar="η [η ...]",
               help="Learning rates, one training sheet each (default: the template's).")
 @click.option("--iterations", type=click.IntRange(1, TrainingLayout.max_iterations()), default=None,
               help="Gradient-descent steps per learning rate (default: the template's, 100 for classic).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("outputs/backprop.xlsx"),
               show_default=True, help="Workbook to write.")
-@click.option("--template", default="classic", show_default=True, metavar="NAME|PATH",
+@click.option("--template", "template_name", default="classic", show_default=True, metavar="NAME|PATH",
               help="A template name from `sheetprop templates` or a path to a .toml file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing workbook.")
-def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, template: str, force: bool) -> None:
+def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, template_name: str,
+          force: bool) -> None:
     """Write the live backpropagation workbook.
 
     \b
@@ -90,7 +98,7 @@ def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, 
     from sheetprop.workbook import DEFAULT_ERROR_TARGET, build as build_workbook
 
     try:
-        net = network.load(template)
+        net = template.load(template_name)
     except TemplateError as exc:
         raise click.ClickException(str(exc)) from None
     lrs = list(learning_rates) or list(net.learning_rates)
@@ -102,6 +110,8 @@ def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, 
         summaries = build_workbook(net, lrs, iterations, out, force=force)
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
+    except LimitError as exc:
+        raise Refused(f"{net.name} cannot be written for Excel: {exc}") from None
     cells = len(lrs) * (iterations + 1) * len(TrainingLayout(net, iterations).columns)
     click.echo(f"Wrote {out} ({net.name}: {len(lrs)} learning rates × {iterations} iterations, "
                f"{cells:,} formula cells in the training sheets)")
@@ -115,12 +125,21 @@ def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, 
 def templates() -> None:
     """List the network templates shipped with sheetprop."""
     try:
-        nets = network.available()
+        nets = template.available()
     except TemplateError as exc:
         raise click.ClickException(str(exc)) from None
+    if not nets:
+        raise click.ClickException(f"no templates found in {template.PACKAGE}; the installation is incomplete")
+    name_width, sizes_width = (max(len(text) for text in column) for column in zip(*((n.name, n.sizes) for n in nets)))
     for net in nets:
-        sizes = "-".join(str(net.size(l)) for l in range(net.depth + 1))
-        click.echo(f"{net.name:<12} {sizes:<10} {net.description}")
+        click.echo(f"{net.name:<{name_width}}  {net.sizes:<{sizes_width}}  {net.description}")
+
+
+def _echo_first(found: list[tuple], kind: str, line: str, shown: int = 10) -> None:
+    for item in found[:shown]:
+        click.echo(line.format(*item))
+    if len(found) > shown:
+        click.echo(f"… and {len(found) - shown} more {kind}")
 
 
 @main.command()
@@ -144,10 +163,8 @@ def verify(file: Path, tolerance: float) -> None:
         sheet, cell, want, got = report.worst
         click.echo(f"largest relative difference {report.max_difference:.3g} at {sheet}!{cell} "
                    f"(reference {want:.17g}, workbook {got:.17g})")
-    for sheet, cell, value in report.errors[:10]:
-        click.echo(f"error value {value} at {sheet}!{cell}")
-    if len(report.errors) > 10:
-        click.echo(f"… and {len(report.errors) - 10} more error cells")
+    _echo_first(report.over_limits, "cells beyond Excel's limits", "beyond Excel's limits at {0}!{1}: {2}")
+    _echo_first(report.errors, "error cells", "error value {2} at {0}!{1}")
     if not report.ok(tolerance):
         raise click.ClickException(f"verification failed (tolerance {tolerance:g})")
     click.echo(f"OK: within {tolerance:g}")

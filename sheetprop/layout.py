@@ -6,17 +6,16 @@ these objects instead of repeating offsets.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
 from xlsxwriter.utility import quote_sheetname, xl_col_to_name, xl_range_abs, xl_rowcol_to_cell
 
-from sheetprop import formulas
-from sheetprop.network import (A, Delta, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity, SampleGrad,
-                               SampleLoss, Target, Total, Z)
+from sheetprop import limits
+from sheetprop.network import Network
+from sheetprop.quantities import (A, Delta, Grad, Input, LayerMax, LayerSumExp, LearningRate, LossTerm, Param,
+                                  Quantity, SampleGrad, SampleLoss, Target, Total, Z)
 
-MAX_ROWS = 1_048_576  # Excel's sheet height
 NETWORK_SHEET = "Network"
 EQUATIONS_SHEET = "Equations"
 COMPARE_SHEET = "Compare"
@@ -34,31 +33,35 @@ def lr_name(slot: int) -> str:
     return f"lr_{slot + 1}"
 
 
-def _name_safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "", label.replace(",", "_"))
-
-
 def defined_name(net: Network, q: Input | Target | Param) -> str:
     """Defined name of an editable input on the Network sheet (input_i1, target_t1_s2, w1_init, w2_11_init)."""
-    sample = "" if net.samples == 1 or isinstance(q, Param) else f"_s{q.s + 1}"
-    match q:
-        case Input(k):
-            return f"input_{net.input_names[k]}{sample}"
-        case Target(j):
-            return f"target_{net.target_names[j]}{sample}"
-        case Param():
-            return f"{_name_safe(net.label(q))}_init"
-    raise TypeError(f"{q!r} is not an input of the network")
+    return q.defined_name(net)
 
 
 def forward_quantities(net: Network, s: int) -> tuple[Quantity, ...]:
-    """z and a of every unit, layer by layer, for sample s."""
-    return tuple(q for l in range(1, net.depth + 1) for j in range(net.size(l)) for q in (Z(l, j, s), A(l, j, s)))
+    """Layer by layer for sample s: z and a of each unit, side by side.
+
+    A softmax layer keeps its z together (its largest z and Σ e^(z − max) read them as one
+    range, which also holds layers wider than a function's 255 arguments), then its activations.
+    """
+    out: list[Quantity] = []
+    for l in range(1, net.depth + 1):
+        units = range(net.size(l))
+        if net.activation_of(l).vector:
+            out += [Z(l, j, s) for j in units] + [LayerMax(l, s), LayerSumExp(l, s)] + [A(l, j, s) for j in units]
+        else:
+            out += [q for j in units for q in (Z(l, j, s), A(l, j, s))]
+    return tuple(out)
 
 
 def loss_quantities(net: Network, s: int) -> tuple[Quantity, ...]:
     terms = tuple(LossTerm(j, s) for j in range(net.size(net.depth)))
     return terms if net.samples == 1 else terms + (SampleLoss(s),)
+
+
+def backward_quantities(net: Network, s: int) -> tuple[Delta, ...]:
+    """δ of every unit for sample s, from the output layer back to the first."""
+    return tuple(Delta(l, j, s) for l in range(net.depth, 0, -1) for j in range(net.size(l)))
 
 
 def training_sheet_name(lr: float) -> str:
@@ -83,24 +86,23 @@ class TrainingLayout:
 
     @staticmethod
     def max_iterations() -> int:
-        return MAX_ROWS - TrainingLayout.FIRST_ROW - 1
+        return limits.MAX_ROWS - TrainingLayout.FIRST_ROW - 1
 
     @cached_property
     def groups(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
-        """Column groups: parameters, per-sample forward pass and loss, E_total, gradients."""
+        """Column groups: parameters; per sample its forward pass, loss and δs; E_total; gradients."""
         net = self.network
-        grads = ("Gradients ∂E_total/∂p", tuple(Grad(p) for p in net.params))
+        grads = ("Gradients ∂E_total/∂p = δ · source", tuple(Grad(p) for p in net.params))
+        backward = "Backward pass: δ = ∂E/∂z"
         if net.samples == 1:
             return (("Parameters", net.params), ("Forward pass", forward_quantities(net, 0)),
-                    ("Loss", loss_quantities(net, 0) + (Total(),)), grads)
+                    ("Loss", loss_quantities(net, 0) + (Total(),)), (backward, backward_quantities(net, 0)), grads)
         out: list[tuple[str, tuple[Quantity, ...]]] = [("Parameters", net.params)]
         for s in range(net.samples):
             out += [(f"Sample {s + 1}: forward pass", forward_quantities(net, s)),
-                    (f"Sample {s + 1}: loss", loss_quantities(net, s))]
-        out.append((f"Loss ({net.reduction} over samples)", (Total(),)))
-        out += [(f"Sample {s + 1}: ∂{net.label(SampleLoss(s))}/∂p", tuple(SampleGrad(p, s) for p in net.params))
-                for s in range(net.samples)]
-        out.append(grads)
+                    (f"Sample {s + 1}: loss", loss_quantities(net, s)),
+                    (f"Sample {s + 1}: δ = ∂{SampleLoss(s).label(net)}/∂z", backward_quantities(net, s))]
+        out += [(f"Loss ({net.reduction} over samples)", (Total(),)), grads]
         return tuple(out)
 
     @cached_property
@@ -141,8 +143,8 @@ class TrainingLayout:
         letters = {q: xl_col_to_name(c) for q, c in self._col.items()}
 
         def ref(q: Quantity) -> str:
-            if isinstance(q, (Input, Target)):
-                return defined_name(net, q)
+            if q.editable:
+                return q.defined_name(net)
             if isinstance(q, LearningRate):
                 return self.lr_cell
             return f"{letters[q]}{row_field}"
@@ -154,13 +156,20 @@ class TrainingLayout:
         """Per column, its formula with ``{0}`` for this row's number and ``{1}`` for the previous row's."""
         net = self.network
         here, previous = self._ref("{0}"), self._ref("{1}")
-        out = {q: "=" + formulas.formula(net, q, here) for q in self.columns if not isinstance(q, Param)}
-        out.update({p: "=" + formulas.update(net, p, here, previous) for p in net.params})
-        return out
+        return {q: "=" + (q.update(net, here, previous) if isinstance(q, Param) else q.formula(net, here))
+                for q in self.columns}
 
     def first_row_formula(self, p: Param) -> str:
         """Iteration 0 takes each parameter from its initial value on the Network sheet."""
-        return "=" + defined_name(self.network, p)
+        return "=" + p.defined_name(self.network)
+
+    def check(self) -> None:
+        """Refuse, before anything is written, a sheet or a formula that Excel cannot hold."""
+        net = self.network
+        limits.check_extent(self.last_row + 1, len(self.columns) + 1, f"a training sheet of {net.sizes}")
+        last = self.row(self.iterations) + 1
+        for q, template in self.row_templates.items():
+            limits.check_formula(template.format(last, last - 1), f"{q.label(net)} on a training sheet")
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,7 +186,7 @@ class EquationsLayout:
 
     @cached_property
     def sections(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
-        """Forward pass, loss, deltas and chain rule, per sample when there are several."""
+        """Forward pass, loss, δs and the chain rule, per sample when there are several."""
         net = self.network
         several = net.samples > 1
 
@@ -186,13 +195,13 @@ class EquationsLayout:
 
         out = [(title("Forward pass", s), forward_quantities(net, s)) for s in range(net.samples)]
         out.append(("Loss", tuple(q for s in range(net.samples) for q in loss_quantities(net, s)) + (Total(),)))
-        out += [(title("Backward pass: δ = ∂E/∂z, one layer at a time", s),
-                 tuple(Delta(l, j, s) for l in range(net.depth, 0, -1) for j in range(net.size(l))))
+        out += [(title("Backward pass: δ = ∂E/∂z, one layer at a time", s), backward_quantities(net, s))
                 for s in range(net.samples)]
         if several:
             out += [(title("The chain rule, fully expanded", s), tuple(SampleGrad(p, s) for p in net.params))
                     for s in range(net.samples)]
-            out.append((f"Gradients: the {net.reduction} over the samples", tuple(Grad(p) for p in net.params)))
+            out.append((f"Gradients: the {net.reduction} over the samples of δ · source",
+                        tuple(Grad(p) for p in net.params)))
         else:
             out.append(("The chain rule, fully expanded", tuple(Grad(p) for p in net.params)))
         return tuple(out)
@@ -212,9 +221,13 @@ class EquationsLayout:
     def update_row(self) -> int:
         return max(self.rows.values()) + 3
 
+    @property
+    def last_row(self) -> int:
+        return self.update_row + len(self.network.params) - 1
+
     def ref(self, q: Quantity) -> str:
-        if isinstance(q, (Input, Target, Param)):
-            return defined_name(self.network, q)
+        if q.editable or isinstance(q, Param):
+            return q.defined_name(self.network)
         if isinstance(q, LearningRate):
             return lr_name(0)
         return xl_rowcol_to_cell(self.rows[q], self.VALUE_COL)

@@ -7,11 +7,12 @@ together (full-batch gradient descent), so one loop over the iterations fills ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from sheetprop.network import (A, Delta, Grad, Input, LearningRate, LossTerm, Network, Param, Quantity,
-                               SampleGrad, SampleLoss, Target, Total, Z)
+from sheetprop.network import Network
+from sheetprop.quantities import Quantity
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,45 +29,22 @@ class Trace:
     deltas: tuple[np.ndarray, ...]
     loss_terms: np.ndarray  # (R, N+1, S, outputs)
 
-    @property
+    @cached_property
     def sample_losses(self) -> np.ndarray:
         return self.loss_terms.sum(axis=-1)
 
-    @property
+    @cached_property
     def total(self) -> np.ndarray:
         losses = self.sample_losses
         return losses.mean(axis=-1) if self.network.reduction == "mean" else losses.sum(axis=-1)
 
     def values(self, q: Quantity) -> np.ndarray:
         """The values of one quantity, shape (rates, iterations + 1)."""
-        net = self.network
-        shape = self.total.shape
-        match q:
-            case Param():
-                return self.params[..., net.params.index(q)]
-            case Grad(p):
-                return self.grads[..., net.params.index(p)]
-            case SampleGrad(p, s):
-                return self.sample_grads[..., s, net.params.index(p)]
-            case Z(l, j, s):
-                return self.z[l - 1][..., s, j]
-            case A(l, j, s):
-                return self.a[l - 1][..., s, j]
-            case Delta(l, j, s):
-                return self.deltas[l - 1][..., s, j]
-            case LossTerm(j, s):
-                return self.loss_terms[..., s, j]
-            case SampleLoss(s):
-                return self.sample_losses[..., s]
-            case Total():
-                return self.total
-            case Input(k, s):
-                return np.full(shape, net.inputs[s, k])
-            case Target(j, s):
-                return np.full(shape, net.targets[s, j])
-            case LearningRate():
-                return np.broadcast_to(self.learning_rates[:, None], shape)
-        raise TypeError(f"not a quantity: {q!r}")
+        return q.values(self)
+
+    def constant(self, value: float) -> np.ndarray:
+        """A value that does not change, in the shape of every other quantity's values."""
+        return np.full(self.total.shape, value)
 
     def first_below(self, threshold: float) -> list[int | None]:
         """Per learning rate, the first iteration whose E_total is below ``threshold``."""

@@ -14,9 +14,10 @@ from pathlib import Path
 import openpyxl
 from openpyxl.utils import get_column_letter
 
-from sheetprop import network
-from sheetprop.layout import TrainingLayout, defined_name, lr_name
-from sheetprop.network import Input, Network, Target
+from sheetprop import limits, template
+from sheetprop.layout import TrainingLayout, lr_name
+from sheetprop.network import Network
+from sheetprop.quantities import Input, Target
 from sheetprop.recalc import recalculated_copy
 from sheetprop.reference import train
 from sheetprop.workbook import META_SHEET
@@ -37,9 +38,10 @@ class Report:
     max_difference: float = 0.0
     worst: tuple[str, str, float, float] | None = None  # sheet, cell, reference, workbook
     errors: list[tuple[str, str, str]] = field(default_factory=list)
+    over_limits: list[tuple[str, str, str]] = field(default_factory=list)  # sheet, cell, which limit
 
     def ok(self, tolerance: float) -> bool:
-        return not self.errors and self.cells > 0 and self.max_difference <= tolerance
+        return not self.errors and not self.over_limits and self.cells > 0 and self.max_difference <= tolerance
 
 
 def relative_difference(got: float, want: float, floor: float = 0.0) -> float:
@@ -63,7 +65,7 @@ def read_setup(formulas_wb, values_wb, source: str) -> tuple[Network, list[float
     iterations = int(meta.cell(2, 1).value)
     text = "".join(str(c.value) for c in meta[3] if c.value is not None)
     sheets = [str(c.value) for c in meta[4] if c.value is not None]
-    net = network.from_dict(json.loads(text), source)
+    net = template.from_dict(json.loads(text), source)
 
     def value(name: str) -> float:
         sheet, ref = _name_cell(formulas_wb, name)
@@ -72,10 +74,10 @@ def read_setup(formulas_wb, values_wb, source: str) -> tuple[Network, list[float
             raise VerifyError(f"{name} ({sheet}!{ref}) holds {v!r}, not a number")
         return float(v)
 
-    inputs = [[value(defined_name(net, Input(k, s))) for k in range(net.size(0))] for s in range(net.samples)]
-    targets = [[value(defined_name(net, Target(j, s))) for j in range(net.size(net.depth))]
+    inputs = [[value(Input(k, s).defined_name(net)) for k in range(net.size(0))] for s in range(net.samples)]
+    targets = [[value(Target(j, s).defined_name(net)) for j in range(net.size(net.depth))]
                for s in range(net.samples)]
-    initial = {p: value(defined_name(net, p)) for p in net.params}
+    initial = {p: value(p.defined_name(net)) for p in net.params}
     lrs = [value(lr_name(slot)) for slot in range(len(sheets))]
     return net.with_values(inputs, targets, initial), lrs, iterations, sheets
 
@@ -88,6 +90,25 @@ def scan_errors(values_wb) -> list[tuple[str, str, str]]:
             for c, v in enumerate(row, start=1):
                 if isinstance(v, str) and v.startswith(EXCEL_ERRORS):
                     found.append((ws.title, f"{get_column_letter(c)}{r}", v))
+    return found
+
+
+def scan_limits(formulas_wb) -> list[tuple[str, str, str]]:
+    """Every formula or text cell beyond Excel's limits (length, nesting, arguments)."""
+    found = []
+    for ws in formulas_wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                value = getattr(cell.value, "text", cell.value)  # array formulas keep theirs in .text
+                if not isinstance(value, str):
+                    continue
+                try:
+                    if cell.data_type == "f":
+                        limits.check_formula(value, "this cell")
+                    else:
+                        limits.check_text(value, "this cell")
+                except limits.LimitError as exc:
+                    found.append((ws.title, cell.coordinate, str(exc)))
     return found
 
 
@@ -134,6 +155,7 @@ def verify(path: str | Path) -> Report:
         report = compare(values_wb, net, lrs, iterations, sheets)
         report.errors += scan_errors(values_wb)
         values_wb.close()
+    report.over_limits = scan_limits(formulas_wb)
     formulas_wb.close()
     return report
 

@@ -1,14 +1,23 @@
-"""Write the live backpropagation workbook: Network, Equations, one training sheet per η, Compare."""
+"""Write the live backpropagation workbook: Network, Equations, one training sheet per η, Compare.
+
+A :class:`Plan` lays out every sheet and checks it against Excel's limits before anything is
+written; the sheet writers then fill it in, each formula carrying the reference's value.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
-from sheetprop import formulas
-from sheetprop.book import Book, RowOrdered
+from sheetprop import limits, template
+from sheetprop.book import Book, check_target
+from sheetprop.chainrule import Expansion, steps
+from sheetprop.formulas import TEXT
 from sheetprop.layout import (
     COMPARE_SHEET,
     EQUATIONS_SHEET,
@@ -17,17 +26,20 @@ from sheetprop.layout import (
     CompareLayout,
     EquationsLayout,
     TrainingLayout,
-    defined_name,
     lr_label,
     lr_name,
     training_sheet_name,
 )
-from sheetprop.network import A, Delta, Grad, Input, LossTerm, Network, Param, SampleGrad, SampleLoss, Target, Total, Z
+from sheetprop.network import Network
+from sheetprop.quantities import A, Delta, Grad, Input, LossTerm, Param, Quantity, SampleGrad, SampleLoss, Target, \
+    Total, Z
 from sheetprop.reference import Trace, train
+from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
 
 META_SHEET = "_sheetprop"
 DEFAULT_ERROR_TARGET = 0.01
 _CHUNK = 30_000  # characters per cell of the description (Excel holds 32,767)
+_WEIGHT_FORMAT = "0.00##"
 
 
 @dataclass(frozen=True)
@@ -46,37 +58,114 @@ def summarize(trace: Trace, threshold: float = DEFAULT_ERROR_TARGET) -> list[Sum
             for lr, row, first in zip(trace.learning_rates, trace.total, firsts)]
 
 
+@dataclass(frozen=True)
+class EquationLine:
+    """One line of the Equations sheet: what it is, its chain rule, its equation and its live formula."""
+
+    quantity: Quantity
+    name: str
+    chain: str | None
+    equation: str
+    formula: str
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Every sheet of one workbook laid out, and checked against Excel's limits."""
+
+    network: Network
+    learning_rates: tuple[float, ...]
+    iterations: int
+
+    @cached_property
+    def training(self) -> list[TrainingLayout]:
+        return [TrainingLayout(self.network, self.iterations, training_sheet_name(lr)) for lr in self.learning_rates]
+
+    @cached_property
+    def equations(self) -> EquationsLayout:
+        return EquationsLayout(self.network)
+
+    @cached_property
+    def equation_lines(self) -> list[EquationLine]:
+        net, eq = self.network, self.equations
+        expansion = Expansion(net)
+        lines = []
+        for _, qs in eq.sections:
+            for q in qs:
+                name, chain, text = q.label(net), None, q.formula(net, net.label, TEXT)
+                if isinstance(q, A):
+                    text = f"{net.activation_of(q.l).symbol}({Z(q.l, q.j, q.s).label(net)}) = {text}"
+                elif isinstance(q, Delta):
+                    loss = SampleLoss(q.s).label(net) if net.samples > 1 else "E_total"
+                    chain = f"= ∂{loss}/∂{Z(q.l, q.j, q.s).label(net)}"
+                elif isinstance(q, SampleGrad) or (isinstance(q, Grad) and net.samples == 1):
+                    s = q.s if isinstance(q, SampleGrad) else 0
+                    name = q.label(net) if isinstance(q, SampleGrad) else f"∂E_total/∂{q.param.label(net)}"
+                    chain = "= " + steps(net, q)
+                    full = expansion.gradient(q)
+                    text = full if full is not None else (
+                        f"{text}   (written out in full this passes Excel's {limits.MAX_TEXT_CHARS:,} characters "
+                        f"per cell; {Delta(q.param.l, q.param.j, s).label(net)} is in the backward pass above)")
+                elif isinstance(q, Grad):
+                    name = f"∂E_total/∂{q.param.label(net)}"
+                lines.append(EquationLine(q, name, chain, "= " + text, "=" + q.formula(net, eq.ref)))
+        return lines
+
+    def update_formula(self, p: Param) -> str:
+        """One step of gradient descent from the initial value, with the first learning rate."""
+        return f"={p.defined_name(self.network)}-{lr_name(0)}*{self.equations.ref(Grad(p))}"
+
+    def check(self) -> None:
+        """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold."""
+        net = self.network
+        limits.check_text(net.description, "the template's description")
+        self.training[0].check()  # every training sheet has the same shape and formulas
+        limits.check_extent(self.equations.last_row + 1, EquationsLayout.VALUE_COL + 1, "the Equations sheet")
+        for line in self.equation_lines:
+            what = f"{line.name} on the Equations sheet"
+            limits.check_formula(line.formula, what)
+            limits.check_text(line.equation, what)
+
+
 def build(net: Network, learning_rates: list[float], iterations: int, out: str | Path,
           force: bool = False) -> list[Summary]:
-    """Compute the reference trace and write the workbook to ``out`` atomically."""
-    with Book(out, force=force, constant_memory=True) as book:  # checks the target before the work starts
-        trace = train(net, learning_rates, iterations)
-        layouts = [TrainingLayout(net, iterations, training_sheet_name(lr)) for lr in learning_rates]
-        _network_sheet(book, net, learning_rates, iterations, trace)
-        _equations_sheet(book, net, trace)
+    """Check that the workbook fits in Excel, compute the reference trace and write it to ``out`` atomically."""
+    check_target(Path(out), force)
+    plan = Plan(net, tuple(learning_rates), iterations)
+    plan.check()
+    trace = train(net, learning_rates, iterations)
+    with Book(out, force=force, constant_memory=True) as book:
+        _network_sheet(book, plan, trace)
+        _equations_sheet(book, plan, trace)
         compare = book.add_sheet(COMPARE_SHEET)
-        for slot, layout in enumerate(layouts):
+        for slot, layout in enumerate(plan.training):
             _training_sheet(book, layout, slot, trace)
-        _compare_sheet(book, compare, net, layouts, trace)
-        _meta_sheet(book, net, iterations, [layout.sheet for layout in layouts])
+        _compare_sheet(book, compare, plan, trace)
+        _meta_sheet(book, plan)
     return summarize(trace)
 
 
-def _meta_sheet(book: Book, net: Network, iterations: int, sheets: list[str]) -> None:
+def _cached(value: float) -> float | str:
+    """A value to cache beside a formula: the number, or Excel's error where the reference overflowed."""
+    return value if math.isfinite(value) else ERROR_VALUE
+
+
+def _meta_sheet(book: Book, plan: Plan) -> None:
     """A hidden sheet from which ``sheetprop verify`` rebuilds the network (see :mod:`sheetprop.verify`)."""
     ws = book.add_sheet(META_SHEET)
     ws.write(0, 0, "Read by `sheetprop verify`: iterations; the network as JSON (over row 3); the training sheets.")
-    ws.write_number(1, 0, iterations)
-    text = net.to_json()
+    ws.write_number(1, 0, plan.iterations)
+    text = template.to_json(plan.network)
     for i in range(0, len(text), _CHUNK):
         ws.write_string(2, i // _CHUNK, text[i : i + _CHUNK])
-    for i, sheet in enumerate(sheets):
-        ws.write_string(3, i, sheet)
+    for i, layout in enumerate(plan.training):
+        ws.write_string(3, i, layout.sheet)
     ws.hide()
 
 
-def _network_sheet(book: Book, net: Network, lrs: list[float], iterations: int, trace: Trace) -> None:
-    f = book.formats
+# -- Network sheet ----------------------------------------------------------------------------
+def _network_sheet(book: Book, plan: Plan, trace: Trace) -> None:
+    f, net = book.formats, plan.network
     ws = RowOrdered(book.add_sheet(NETWORK_SHEET))
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 12)
@@ -84,80 +173,90 @@ def _network_sheet(book: Book, net: Network, lrs: list[float], iterations: int, 
     ws.write(0, 0, f"Backpropagation, live — the “{net.name}” network", f.title)
     ws.write(1, 0, net.description, f.note)
     ws.write(2, 0, "Yellow cells are inputs: change any of them and every sheet recomputes.", f.note)
+    row = _samples_block(book, ws, net, 4)
+    row = _parameters_block(book, ws, net, row + 1)
+    row = _rates_block(book, ws, plan.learning_rates, row + 1)
+    _structure_block(book, ws, plan, row + 1)
+    _diagram(book, ws, plan, trace, top=4, left=4)
+    ws.flush()
 
-    row = 4
+
+def _samples_block(book: Book, ws, net: Network, row: int) -> int:
+    f = book.formats
     several = net.samples > 1
     ws.write(row, 0, f"Samples ({net.samples}, loss {net.reduction}ed over them)" if several else "Sample", f.subtitle)
-    row += 1
-    book.write_row(ws, row, 0, ["Name", "Value", "Defined name"], f.header)
+    book.write_row(ws, row + 1, 0, ["Name", "Value", "Defined name"], f.header)
+    row += 2
     for s in range(net.samples):
         entries = [(Input(k, s), net.inputs[s, k]) for k in range(net.size(0))]
         entries += [(Target(j, s), net.targets[s, j]) for j in range(net.size(net.depth))]
         for q, value in entries:
-            row += 1
-            ws.write(row, 0, ("input " if isinstance(q, Input) else "target ") + net.label(q))
+            kind = "input " if isinstance(q, Input) else "target "
+            ws.write(row, 0, kind + q.label(net))
             ws.write_number(row, 1, value, f.input)
-            ws.write(row, 2, defined_name(net, q), f.note)
-            book.define_name(defined_name(net, q), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
+            ws.write(row, 2, q.defined_name(net), f.note)
+            book.define_name(q.defined_name(net), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
+            row += 1
+    return row + 1
 
-    row += 2
+
+def _parameters_block(book: Book, ws, net: Network, row: int) -> int:
+    f = book.formats
     ws.write(row, 0, "Initial parameters", f.subtitle)
-    row += 1
-    book.write_row(ws, row, 0, ["Parameter", "Value", "Connects"], f.header)
-    for p in net.params:
-        row += 1
-        src = net.source(p)
-        target = net.label(Z(p.l, p.j))
-        ws.write(row, 0, defined_name(net, p))
-        ws.write_number(row, 1, net.initial(p), f.input)
-        ws.write(row, 2, f"bias of {target}" if src is None else f"{net.label(src)} → {target}")
-        book.define_name(defined_name(net, p), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
-
+    book.write_row(ws, row + 1, 0, ["Parameter", "Value", "Connects"], f.header)
     row += 2
-    ws.write(row, 0, "Learning rates η", f.subtitle)
-    row += 1
-    book.write_row(ws, row, 0, ["Name", "η", "Training sheet"], f.header)
-    for slot, lr in enumerate(lrs):
+    for p in net.params:
+        src, target = net.source(p), Z(p.l, p.j).label(net)
+        ws.write(row, 0, p.defined_name(net))
+        ws.write_number(row, 1, net.initial(p), f.input)
+        ws.write(row, 2, f"bias of {target}" if src is None else f"{src.label(net)} → {target}")
+        book.define_name(p.defined_name(net), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
         row += 1
-        cell = xl_rowcol_to_cell(row, 1)
+    return row + 1
+
+
+def _rates_block(book: Book, ws, lrs: tuple[float, ...], row: int) -> int:
+    f = book.formats
+    ws.write(row, 0, "Learning rates η", f.subtitle)
+    book.write_row(ws, row + 1, 0, ["Name", "η", "Training sheet"], f.header)
+    row += 2
+    for slot, lr in enumerate(lrs):
         ws.write(row, 0, lr_name(slot))
         ws.write_number(row, 1, lr, f.input)
         sheet = training_sheet_name(lr)
         ws.write_url(row, 2, f"internal:{quote_sheetname(sheet)}!A1", string=sheet)
-        ws.data_validation(cell, {
+        ws.data_validation(xl_rowcol_to_cell(row, 1), {
             "validate": "decimal", "criteria": ">", "value": 0,
             "input_title": "Learning rate", "input_message": "A positive number",
             "error_title": "Learning rate", "error_message": "The learning rate must be a positive number.",
         })
         book.define_name(lr_name(slot), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
-
-    row += 2
-    ws.write(row, 0, "Structure", f.subtitle)
-    row += 1
-    book.write_row(ws, row, 0, ["Layer", "Units", "Activation, bias"], f.header)
-    row += 1
-    ws.write(row, 0, "input")
-    ws.write_number(row, 1, net.size(0))
-    for l, layer in enumerate(net.layers, start=1):
         row += 1
+    return row + 1
+
+
+def _structure_block(book: Book, ws, plan: Plan, row: int) -> int:
+    f, net = book.formats, plan.network
+    ws.write(row, 0, "Structure", f.subtitle)
+    book.write_row(ws, row + 1, 0, ["Layer", "Units", "Activation, bias"], f.header)
+    ws.write(row + 2, 0, "input")
+    ws.write_number(row + 2, 1, net.size(0))
+    row += 3
+    for l, layer in enumerate(net.layers, start=1):
         ws.write(row, 0, f"{layer.name} (layer {l})")
         ws.write_number(row, 1, layer.size)
         ws.write(row, 2, f"{layer.activation}, {'with' if layer.bias else 'no'} bias")
-    row += 1
+        row += 1
     ws.write(row, 0, "loss")
-    ws.write(row, 2, f"{net.loss}: {formulas.loss_term(net, LossTerm(0), net.label, formulas.TEXT)} per output")
-    row += 1
-    ws.write(row, 0, "iterations")
-    ws.write_number(row, 1, iterations)
-
-    _diagram(book, ws, net, trace, top=4, left=4)
-    ws.flush()
+    ws.write(row, 2, f"{net.loss}: {LossTerm(0).formula(net, net.label, TEXT)} per output")
+    ws.write(row + 1, 0, "iterations")
+    ws.write_number(row + 1, 1, plan.iterations)
+    return row + 2
 
 
-def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) -> None:
+def _diagram(book: Book, ws, plan: Plan, trace: Trace, top: int, left: int) -> None:
     """A cell drawing of the network: a column per layer, the incoming weights between columns."""
-    f = book.formats
-    eq = EquationsLayout(net)
+    f, net, eq = book.formats, plan.network, plan.equations
     fan_in = max(net.size(l - 1) + net.layer(l).bias for l in range(1, net.depth + 1))
     spacing = max(3, fan_in + 1)
     ws.write(top, left, "The network (values at iteration 0" + (", sample 1)" if net.samples > 1 else ")"),
@@ -166,105 +265,73 @@ def _diagram(book: Book, ws, net: Network, trace: Trace, top: int, left: int) ->
     for l in range(net.depth + 1):
         col = left + 2 * l
         ws.set_column(col, col, 14)
-        title = "inputs" if l == 0 else f"layer {l}: {net.layer(l).activation}"
-        ws.write(top - 1, col, title, f.label)
+        ws.write(top - 1, col, "inputs" if l == 0 else f"layer {l}: {net.layer(l).activation}", f.label)
         for j in range(net.size(l)):
             r = top + j * spacing
             if l == 0:
-                q = Input(j)
-                ws.write(r, col, net.label(q), f.node)
-                ws.write_formula(r + 1, col, f"={defined_name(net, q)}", f.number, net.inputs[0, j])
+                ws.write(r, col, Input(j).label(net), f.node)
+                ws.write_formula(r + 1, col, f"={Input(j).defined_name(net)}", f.number, net.inputs[0, j])
                 continue
-            ws.write(r, col, net.label(Z(l, j)), f.node)
-            value = float(trace.values(A(l, j))[0, 0])
-            ws.write_formula(r + 1, col, f"={quote_sheetname(EQUATIONS_SHEET)}!{eq.ref(A(l, j))}", f.number, value)
-            ws.write_string(r + 2, col, f"= {net.label(A(l, j))}", f.note)
-            incoming = [p for p in net.params if p.l == l and p.j == j]
+            ws.write(r, col, Z(l, j).label(net), f.node)
+            ws.write_formula(r + 1, col, f"={quote_sheetname(EQUATIONS_SHEET)}!{eq.ref(A(l, j))}", f.number,
+                             _cached(float(trace.values(A(l, j))[0, 0])))
+            ws.write_string(r + 2, col, f"= {A(l, j).label(net)}", f.note)
             ws.set_column(col - 1, col - 1, 21)
-            for i, p in enumerate(incoming):
+            for i, p in enumerate(net.incoming(l, j)):
                 src = net.source(p)
-                text = f"{net.label(p)}: {'bias' if src is None else net.label(src)}→{net.label(Z(l, j))} = "
-                ws.write_formula(r + i, col - 1, f'="{text}"&TEXT({defined_name(net, p)},"{_WEIGHT_FORMAT}")',
-                                 None, text + _excel_text(net.initial(p)))
+                text = f"{p.label(net)}: {'bias' if src is None else src.label(net)}→{Z(l, j).label(net)} = "
+                ws.write_formula(r + i, col - 1, f"={p.defined_name(net)}", _labelled(book, text, _WEIGHT_FORMAT),
+                                 net.initial(p))
     out_col = left + 2 * net.depth + 1
     ws.set_column(out_col, out_col, 14)
     ws.write(top - 1, out_col, "targets", f.label)
     for j in range(net.size(net.depth)):
-        q = Target(j)
-        text = f"{net.label(q)} = "
-        ws.write_formula(top + j * spacing, out_col, f'="{text}"&{defined_name(net, q)}', None,
-                         text + _excel_general(net.targets[0, j]))
+        ws.write_formula(top + j * spacing, out_col, f"={Target(j).defined_name(net)}",
+                         _labelled(book, f"{Target(j).label(net)} = ", "General"), net.targets[0, j])
 
 
-_WEIGHT_FORMAT = "0.00##"
+def _labelled(book: Book, text: str, number_format: str):
+    """A format that shows a live number after a label ("w1: i1→h1 = 0.15"), so the cell stays a number."""
+    return book.workbook.add_format({"num_format": f'"{text}"{number_format}'})
 
 
-def _excel_text(x: float) -> str:
-    """What Excel's TEXT(x, "0.00##") shows: 2 to 4 decimals."""
-    text = f"{x:.4f}".rstrip("0")
-    return text + "0" * (2 - len(text.split(".")[1]))
-
-
-def _excel_general(x: float) -> str:
-    """How Excel's General format shows a number joined to text (up to 15 significant digits)."""
-    text = f"{x:.15g}"
-    return text.replace("e-0", "E-").replace("e+0", "E+").replace("e", "E")
-
-
-def _equations_sheet(book: Book, net: Network, trace: Trace) -> None:
-    f = book.formats
-    eq = EquationsLayout(net)
+# -- Equations sheet --------------------------------------------------------------------------
+def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
+    f, net, eq = book.formats, plan.network, plan.equations
     ws = RowOrdered(book.add_sheet(EQUATIONS_SHEET))
     ws.set_column(eq.NAME_COL, eq.NAME_COL, 14)
     ws.set_column(eq.CHAIN_COL, eq.CHAIN_COL, 34)
     ws.set_column(eq.EQUATION_COL, eq.EQUATION_COL, 90)
     ws.set_column(eq.VALUE_COL, eq.VALUE_COL, 20)
     ws.write(0, 0, "The equations, and their values at iteration 0", f.title)
-    ws.write(1, 0, "Each value is a live formula over the inputs on the Network sheet; "
-                   "the training sheets repeat the same formulas row after row.", f.note)
+    ws.write(1, 0, "Each value is a live formula over the inputs on the Network sheet; the training sheets "
+                   "repeat the same one-step formulas (each δ from the next layer's δ) row after row.", f.note)
     book.write_row(ws, eq.FIRST_ROW - 1, 0, ["Quantity", "Chain rule", "Equation", "Value at iteration 0"], f.header)
-    row = eq.FIRST_ROW
     for title, qs in eq.sections:
-        ws.write(row, 0, title, f.subtitle)
-        for q in qs:
-            r = eq.rows[q]
-            text = formulas.formula(net, q, net.label, formulas.TEXT)
-            if isinstance(q, A):
-                text = f"{net.activation_of(q.l).symbol}({net.label(Z(q.l, q.j, q.s))}) = {text}"
-            if isinstance(q, Grad):
-                name = "∂E_total/∂" + net.label(q.param)
-            elif isinstance(q, SampleGrad):
-                name = f"∂{net.label(SampleLoss(q.s))}/∂{net.label(q.param)}"
-            else:
-                name = net.label(q)
-            ws.write(r, eq.NAME_COL, name, f.label)
-            if isinstance(q, (Grad, SampleGrad)) and not (isinstance(q, Grad) and net.samples > 1):
-                ws.write_string(r, eq.CHAIN_COL, "= " + formulas.chain(net, q))
-            elif isinstance(q, Delta):
-                ws.write_string(r, eq.CHAIN_COL, f"= ∂{net.label(SampleLoss(q.s)) if net.samples > 1 else 'E_total'}"
-                                                 f"/∂{net.label(Z(q.l, q.j, q.s))}")
-            ws.write_string(r, eq.EQUATION_COL, "= " + text)
-            value = float(trace.values(q)[0, 0])
-            ws.write_formula(r, eq.VALUE_COL, "=" + formulas.formula(net, q, eq.ref), f.number, value)
-        row = eq.rows[qs[-1]] + 2
+        ws.write(eq.rows[qs[0]] - 1, 0, title, f.subtitle)
+    for line in plan.equation_lines:
+        r = eq.rows[line.quantity]
+        ws.write(r, eq.NAME_COL, line.name, f.label)
+        if line.chain:
+            ws.write_string(r, eq.CHAIN_COL, line.chain)
+        ws.write_string(r, eq.EQUATION_COL, line.equation)
+        ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(trace.values(line.quantity)[0, 0])))
     row = eq.update_row
     ws.write(row - 1, 0, "Update: one step of gradient descent (with η = lr_1)", f.subtitle)
     for p in net.params:
-        label = net.label(p)
+        label = p.label(net)
         ws.write(row, eq.NAME_COL, label + " ←", f.label)
         ws.write_string(row, eq.EQUATION_COL, f"= {label} − η·∂E_total/∂{label}")
-        value = float(trace.values(p)[0, 1]) if trace.params.shape[1] > 1 else \
-            net.initial(p) - float(trace.learning_rates[0]) * float(trace.values(Grad(p))[0, 0])
-        ws.write_formula(row, eq.VALUE_COL, f"={defined_name(net, p)}-{lr_name(0)}*{eq.ref(Grad(p))}",
-                         f.number, value)
+        value = net.initial(p) - float(trace.learning_rates[0]) * float(trace.values(Grad(p))[0, 0])
+        ws.write_formula(row, eq.VALUE_COL, plan.update_formula(p), f.number, _cached(value))
         row += 1
     ws.flush()
 
 
+# -- training sheets --------------------------------------------------------------------------
 def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace) -> None:
-    f = book.formats
-    net = layout.network
-    ws = book.add_sheet(layout.sheet, plain_formulas=True)
+    f, net = book.formats, layout.network
+    ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
     lr = float(trace.learning_rates[slot])
     ws.write(layout.TITLE_ROW, 0, f"Gradient descent with η = {lr_label(lr)} ({net.name} network)", f.title)
     ws.write(layout.LR_ROW, 0, "η", f.label)
@@ -282,27 +349,23 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace)
             ws.merge_range(layout.GROUP_ROW, first, layout.GROUP_ROW, last, title, f.group)
     ws.write(layout.HEADER_ROW, layout.ITERATION_COL, "iteration", f.header)
     for q in layout.columns:
-        ws.write(layout.HEADER_ROW, layout.col(q), net.label(q), f.header)
+        ws.write(layout.HEADER_ROW, layout.col(q), q.label(net), f.header)
 
-    # The hot loop: one formula per cell, its value from the reference trace.
-    columns = [(layout.col(q), layout.row_templates[q], trace.values(q)[slot].tolist()) for q in layout.columns]
-    number, write_formula, write_number = f.number, ws.write_formula, ws.write_number
+    values = np.column_stack([trace.values(q)[slot] for q in layout.columns])  # (iterations + 1, columns)
     r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
-    write_number(r, layout.ITERATION_COL, 0)
-    for q, (col, template, values) in zip(layout.columns, columns):
-        formula = layout.first_row_formula(q) if isinstance(q, Param) else template.format(r + 1, r)
-        write_formula(r, col, formula, number, values[0])
-    for it in range(1, layout.iterations + 1):
-        r = layout.row(it)
-        write_number(r, layout.ITERATION_COL, it)
-        for col, template, values in columns:
-            write_formula(r, col, template.format(r + 1, r), number, values[it])
+    ws.write_number(r, layout.ITERATION_COL, 0)
+    for q, value in zip(layout.columns, values[0].tolist()):
+        formula = layout.first_row_formula(q) if isinstance(q, Param) else layout.row_templates[q].format(r + 1, r)
+        ws.write_formula(r, layout.col(q), formula, f.number, _cached(value))
+    cells = [(layout.col(q), layout.row_templates[q], f.number) for q in layout.columns]
+    ws.write_formula_rows(layout.row(1), layout.ITERATION_COL, range(1, layout.iterations + 1), cells, values[1:])
 
 
-def _compare_sheet(book: Book, ws, net: Network, layouts: list[TrainingLayout], trace: Trace) -> None:
-    f = book.formats
+# -- Compare sheet ----------------------------------------------------------------------------
+def _compare_sheet(book: Book, ws, plan: Plan, trace: Trace) -> None:
+    f, layouts = book.formats, plan.training
     cl = CompareLayout(len(layouts))
-    n = layouts[0].iterations
+    n = plan.iterations
     ws.set_column(0, 0, 14)
     ws.set_column(1, 4, 20)
     ws.write(0, 0, "How the learning rate changes training", f.title)
@@ -318,8 +381,8 @@ def _compare_sheet(book: Book, ws, net: Network, layouts: list[TrainingLayout], 
         r = cl.table_row(slot)
         ws.write_formula(r, 0, f"={lr_name(slot)}", f.general, s.lr)
         ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", string=layout.sheet)
-        ws.write_formula(r, 2, "=" + layout.qualified(Total(), 0), f.number, s.start)
-        ws.write_formula(r, 3, "=" + layout.qualified(Total(), n), f.number, s.end)
+        ws.write_formula(r, 2, "=" + layout.qualified(Total(), 0), f.number, _cached(s.start))
+        ws.write_formula(r, 3, "=" + layout.qualified(Total(), n), f.number, _cached(s.end))
         first = f"INDEX({layout.column_range(None)},MATCH(TRUE,{layout.column_range(Total())}<{ERROR_TARGET_NAME},0))"
         ws.write_array_formula(r, 4, r, 4, f'{{=IFERROR({first},"never")}}', f.integer,
                                "never" if s.first_below is None else s.first_below)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from sheetprop import network
+from sheetprop import template
 from sheetprop.recalc import find_soffice
 from sheetprop.workbook import build
 
@@ -12,7 +12,7 @@ CLASSIC_LRS = [0.1, 0.2, 0.5, 0.8, 1.0, 2.0]
 
 @pytest.fixture(scope="session")
 def classic():
-    return network.load("classic")
+    return template.load("classic")
 
 
 @pytest.fixture(scope="session")

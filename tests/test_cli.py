@@ -1,4 +1,8 @@
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -140,3 +144,21 @@ def test_templates_lists_every_shipped_template():
     out = run("templates").output
     for name, sizes in (("classic", "2-2-2"), ("mazur", "2-2-2"), ("xor", "2-2-1"), ("deep", "3-4-4-2")):
         assert any(line.split()[:2] == [name, sizes] for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 1)])
+def test_an_interrupted_build_leaves_no_file_behind(tmp_path, sig, code):
+    out, scratch = tmp_path / "b.xlsx", tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "sheetprop", "build", "--iterations", "30000", "--out", str(out)],
+                            env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".b.*.xlsx.tmp")):  # the workbook is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert b"Traceback" not in err
+    assert list(tmp_path.iterdir()) == [scratch] and list(scratch.iterdir()) == []

@@ -1,39 +1,11 @@
 import numpy as np
 import pytest
-import torch
 
-from sheetprop import network, reference
-from sheetprop.network import Grad, Param, Total
+from sheetprop import reference, template
+from sheetprop.quantities import Grad, Param, Total
+from tests.torch_oracle import torch_gradients
 
 PUBLISHED_E_TOTAL_0 = 0.24251985734837728
-
-
-def torch_gradients(net, flat_params):
-    """E_total and its gradient by torch autograd (float64), parameters in ``net.params`` order."""
-    p = torch.tensor(flat_params, dtype=torch.float64, requires_grad=True)
-    act = torch.tensor(net.inputs, dtype=torch.float64)
-    fns = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-           "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01), "identity": lambda z: z,
-           "softmax": lambda z: torch.softmax(z, dim=1)}
-    i = 0
-    for l in range(1, net.depth + 1):
-        n, m = net.size(l), net.size(l - 1)
-        w = p[i : i + n * m].reshape(n, m)
-        i += n * m
-        z = act @ w.T
-        if net.layer(l).bias:
-            z = z + p[i : i + n]
-            i += n
-        act = fns[net.layer(l).activation](z)
-    t = torch.tensor(net.targets, dtype=torch.float64)
-    per_sample = {
-        "l2": lambda: 0.5 * ((t - act) ** 2).sum(1),
-        "mse": lambda: ((t - act) ** 2).mean(1),
-        "softmax_cross_entropy": lambda: -(t * torch.log_softmax(z, dim=1)).sum(1),
-    }[net.loss]()
-    loss = per_sample.mean() if net.reduction == "mean" else per_sample.sum()
-    loss.backward()
-    return loss.item(), p.grad.numpy()
 
 
 def variant(activations, bias, seed):
@@ -43,13 +15,13 @@ def variant(activations, bias, seed):
                "weights": rng.normal(0, 0.8, (sizes[l], sizes[l - 1])).tolist(),
                **({"biases": rng.normal(0, 0.5, sizes[l]).tolist()} if bias else {})}
               for l in range(1, len(sizes))]
-    return network.from_dict({"name": "v", "loss": "l2", "layers": layers,
+    return template.from_dict({"name": "v", "loss": "l2", "layers": layers,
                               "sample": {"inputs": [0.3, -0.7, 0.9], "targets": [0.2, 0.8]}})
 
 
-@pytest.mark.parametrize("name", [n.stem for n in network.TEMPLATE_DIR.glob("*.toml")])
+@pytest.mark.parametrize("name", list(template.shipped()))
 def test_every_template_matches_torch_autograd(name):
-    net = network.load(name)
+    net = template.load(name)
     trace = reference.train(net, [net.learning_rates[0]], 20)
     for it in (0, 1, 20):
         loss, grads = torch_gradients(net, trace.params[0, it])

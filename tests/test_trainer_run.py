@@ -1,5 +1,7 @@
 """End-to-end runs on a few hundred generated images (CPU, a few seconds each)."""
 
+from pathlib import Path
+
 import openpyxl
 import pytest
 import torch
@@ -155,10 +157,9 @@ def test_malformed_run_template(tmp_path):
 
 
 def test_shipped_run_template_is_the_default_configuration():
-    from trainer.config import RUN_TEMPLATE_DIR, RunConfig, read
+    from trainer.config import RunConfig, read
 
-    assert read(RUN_TEMPLATE_DIR / "mnist.toml") == RunConfig()
-    assert read("mnist") == RunConfig()
+    assert read("mnist") == RunConfig() == read(Path(__file__).parent.parent / "templates" / "runs" / "mnist.toml")
 
 
 def test_accuracy_axis_starts_below_every_epoch_after_the_first():

@@ -7,7 +7,7 @@ import pytest
 from sheetprop import workbook
 from sheetprop.book import Book, OutputError
 from sheetprop.layout import TrainingLayout, training_sheet_name
-from sheetprop.network import Param, Total
+from sheetprop.quantities import Param, Total
 from sheetprop.reference import train
 from tests.conftest import CLASSIC_LRS
 from tests.xlsx import chart_sheets, charts
@@ -40,7 +40,7 @@ def test_row_zero_takes_initial_weights_and_later_rows_update_them(classic_book,
     layout = TrainingLayout(classic, 100, "lr=0.5")
     w5 = Param(2, 0, 0)
     assert ws[layout.cell(w5, 0)].value == "=w5_init"
-    assert ws[layout.cell(w5, 3)].value == "=F8-$B$2*Y8"
+    assert ws[layout.cell(w5, 3)].value == "=F8-$B$2*AC8"
     assert ws.freeze_panes == "B6"
 
 
@@ -130,4 +130,4 @@ def test_cached_values_are_finite_at_huge_learning_rate(tmp_path, classic):
     workbook.build(classic, [1000.0], 1000, out)
     ws = openpyxl.load_workbook(out, data_only=True, read_only=True)["lr=1000"]
     values = [v for row in ws.iter_rows(min_row=6, values_only=True) for v in row]
-    assert len(values) == 1001 * 28 and np.isfinite(np.array(values, dtype=float)).all()
+    assert len(values) == 1001 * 32 and np.isfinite(np.array(values, dtype=float)).all()

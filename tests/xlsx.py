@@ -1,9 +1,13 @@
-"""Helpers for reading back what openpyxl does not load: charts and raw cell XML."""
+"""Helpers for reading workbooks back: recalculated values against cached ones, charts and raw XML."""
 
 import re
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
+
+import openpyxl
+
+from sheetprop.verify import relative_difference, scan_errors
 
 NS = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
       "a": "http://schemas.openxmlformats.org/drawingml/2006/main"}
@@ -51,3 +55,26 @@ def chart_sheets(path: Path) -> dict[str, list[str]]:
                                 parts.append("xl/charts/" + d.get("Target").split("/")[-1])
             out[s.get("name")] = parts
         return out
+
+
+def assert_recalculation_matches_cache(book, recalculated, floor: float = 0.0) -> int:
+    """Every formula cell of every sheet: LibreOffice's value equals the cached one; no error cells.
+
+    Differences are relative to the larger value, or to ``floor`` when both are smaller."""
+    formulas_wb = openpyxl.load_workbook(book)
+    cached = openpyxl.load_workbook(book, data_only=True)
+    fresh = openpyxl.load_workbook(recalculated, data_only=True)
+    checked = 0
+    for ws in formulas_wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
+                    continue
+                want, got = cached[ws.title][c.coordinate].value, fresh[ws.title][c.coordinate].value
+                if isinstance(want, str):
+                    assert got == want, (ws.title, c.coordinate)
+                else:
+                    assert relative_difference(got, want, floor) <= 1e-9, (ws.title, c.coordinate, want, got)
+                checked += 1
+    assert scan_errors(fresh) == []
+    return checked

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-RUN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "runs"
+from sheetprop.template import TemplateError, read_toml
+
+RUN_TEMPLATES = "trainer.templates"  # package data: templates/runs/*.toml
 
 
 class ConfigError(ValueError):
@@ -89,18 +90,13 @@ def check(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def read(path: str | Path) -> RunConfig:
-    """A run template: any subset of the settings, over the defaults."""
-    path = Path(path)
-    if not path.is_file() and (RUN_TEMPLATE_DIR / f"{path}.toml").is_file():
-        path = RUN_TEMPLATE_DIR / f"{path}.toml"
+def read(name_or_path: str | Path) -> RunConfig:
+    """A run template (a shipped name such as ``mnist``, or a path): any subset of the settings, over the defaults."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such run template") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        source, data = read_toml(name_or_path, RUN_TEMPLATES, kind="run template")
+    except TemplateError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return RunConfig().updated(**data)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None

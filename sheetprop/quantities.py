@@ -1,0 +1,312 @@
+"""The quantities of a network, each in one place: its name, its values and its formula.
+
+Layers count from 1 (layer 0 is the input); ``s`` is the sample. Every class answers:
+
+- ``label(net)``: the name a person reads (w1, a_h1, δ[2]_1⁽³⁾, ∂E/∂w5);
+- ``values(trace)``: its values in a reference trace, shape (rates, iterations + 1);
+- ``formula(net, ref, style)``: how it is computed from the quantities ``ref`` points at, as an
+  Excel formula or as readable text (inputs have none).
+
+A new kind of quantity is one new class here, placed in a layout (:mod:`sheetprop.layout`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+
+from sheetprop.formulas import EXCEL, Style, fill
+from sheetprop.naming import sample_mark
+
+if TYPE_CHECKING:
+    from sheetprop.network import Network
+    from sheetprop.reference import Trace
+
+Ref = Callable[["Quantity"], str]
+
+
+class Quantity:
+    """Base of every quantity."""
+
+    #: an input the user edits on the Network sheet; formulas refer to it by its defined name
+    editable: ClassVar[bool] = False
+
+    def label(self, net: Network) -> str:
+        raise NotImplementedError
+
+    def values(self, trace: Trace) -> np.ndarray:
+        raise NotImplementedError
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        raise TypeError(f"{self!r} is an input, not a computed quantity")
+
+
+# -- inputs -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Input(Quantity):
+    k: int
+    s: int = 0
+    editable: ClassVar[bool] = True
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(net.input_names[self.k], self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.constant(trace.network.inputs[self.s, self.k])
+
+    def defined_name(self, net: Network) -> str:
+        return f"input_{net.input_names[self.k]}" + ("" if net.samples == 1 else f"_s{self.s + 1}")
+
+
+@dataclass(frozen=True)
+class Target(Quantity):
+    j: int
+    s: int = 0
+    editable: ClassVar[bool] = True
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(net.target_names[self.j], self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.constant(trace.network.targets[self.s, self.j])
+
+    def defined_name(self, net: Network) -> str:
+        return f"target_{net.target_names[self.j]}" + ("" if net.samples == 1 else f"_s{self.s + 1}")
+
+
+@dataclass(frozen=True)
+class LearningRate(Quantity):
+    def label(self, net: Network) -> str:
+        return "η"
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return np.broadcast_to(trace.learning_rates[:, None], trace.total.shape)
+
+
+@dataclass(frozen=True)
+class Param(Quantity):
+    """A weight (source k → unit j of layer l) or, with ``k=None``, the bias of unit j."""
+
+    l: int
+    j: int
+    k: int | None
+
+    def label(self, net: Network) -> str:
+        return net.names.param(self)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.params[..., trace.network.param_index[self]]
+
+    def defined_name(self, net: Network) -> str:
+        """The initial value's name on the Network sheet: w1_init, w2_11_init, b3_2_init."""
+        return re.sub(r"[^A-Za-z0-9_]", "", self.label(net).replace(",", "_")) + "_init"
+
+    def update(self, net: Network, ref: Ref, previous: Ref, style: Style = EXCEL) -> str:
+        """p ← p − η·∂E/∂p, the right-hand side taken from the previous iteration."""
+        return f"{previous(self)}{style.minus}{ref(LearningRate())}{style.mul}{previous(Grad(self))}"
+
+
+# -- forward pass -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Z(Quantity):
+    """A unit's weighted sum z_j = Σ_k w_jk·a_k (+ b_j)."""
+
+    l: int
+    j: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(net.names.unit(self.l, self.j), self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.z[self.l - 1][..., self.s, self.j]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        terms = [style.product(ref(p), ref(net.source(p, self.s)) if p.k is not None else "1")
+                 for p in net.incoming(self.l, self.j)]
+        return style.sum(terms)
+
+
+@dataclass(frozen=True)
+class LayerMax(Quantity):
+    """The largest z of a softmax layer: subtracted before EXP so that nothing overflows."""
+
+    l: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(f"m{net.names.layer(self.l)}", self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.z[self.l - 1][..., self.s, :].max(axis=-1)
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        n = net.size(self.l)
+        zs = style.span(ref(Z(self.l, 0, self.s)), ref(Z(self.l, n - 1, self.s)), n)
+        return style.pick(f"MAX({zs})", f"max({zs})")
+
+
+@dataclass(frozen=True)
+class LayerSumExp(Quantity):
+    """Σ_k e^(z_k − m) of a softmax layer, the denominator of every unit's softmax."""
+
+    l: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(f"Σ{net.names.layer(self.l)}", self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        z = trace.z[self.l - 1][..., self.s, :]
+        return np.exp(z - z.max(axis=-1, keepdims=True)).sum(axis=-1)
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        n, m = net.size(self.l), ref(LayerMax(self.l, self.s))
+        first, last = ref(Z(self.l, 0, self.s)), ref(Z(self.l, n - 1, self.s))
+        if not style.text:
+            return f"SUMPRODUCT(EXP({first}:{last}-{m}))"
+        return style.span(f"e^({first} − {m})", f"e^({last} − {m})", n).replace(", ", " + ")
+
+
+@dataclass(frozen=True)
+class A(Quantity):
+    """A unit's activation a = f(z)."""
+
+    l: int
+    j: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(net.names.activation(self.l, self.j), self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.a[self.l - 1][..., self.s, self.j]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        act = net.activation_of(self.l)
+        parts = {"z": ref(Z(self.l, self.j, self.s))}
+        if act.vector:
+            parts.update(max=ref(LayerMax(self.l, self.s)), sum_exp=ref(LayerSumExp(self.l, self.s)))
+        return fill(style.pick(act.excel, act.text), **parts)
+
+
+# -- loss -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossTerm(Quantity):
+    """The loss of output j for one sample."""
+
+    j: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(f"E{self.j + 1}", self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.loss_terms[..., self.s, self.j]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        out, loss = net.depth, net.loss_fn
+        parts = {"a": ref(A(out, self.j, self.s)), "t": ref(Target(self.j, self.s)),
+                 "z": ref(Z(out, self.j, self.s)), "n": str(net.size(out))}
+        if net.activation_of(out).vector:
+            parts.update(max=ref(LayerMax(out, self.s)), sum_exp=ref(LayerSumExp(out, self.s)))
+        return fill(style.pick(loss.excel, loss.text), **parts)
+
+
+@dataclass(frozen=True)
+class SampleLoss(Quantity):
+    """One sample's loss: the sum of its terms (a column only when there are several samples)."""
+
+    s: int
+
+    def label(self, net: Network) -> str:
+        return "E" + sample_mark(self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.sample_losses[..., self.s]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        return style.sum([ref(LossTerm(j, self.s)) for j in range(net.size(net.depth))])
+
+
+@dataclass(frozen=True)
+class Total(Quantity):
+    """E_total: the loss of the one sample, or the mean (sum) of the samples' losses."""
+
+    def label(self, net: Network) -> str:
+        return "E_total"
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.total
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        if net.samples == 1:
+            return SampleLoss(0).formula(net, ref, style)
+        return style.reduce([ref(SampleLoss(s)) for s in range(net.samples)], net.reduction)
+
+
+# -- backward pass ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Delta(Quantity):
+    """δ = ∂E/∂z of one unit for one sample: one chain-rule step from the next layer's δ."""
+
+    l: int
+    j: int
+    s: int = 0
+
+    def label(self, net: Network) -> str:
+        return net.names.sample(net.names.delta(self.l, self.j), self.s)
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.deltas[self.l - 1][..., self.s, self.j]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        l, j, s = self.l, self.j, self.s
+        act = net.activation_of(l)
+        local = fill(style.pick(act.excel_derivative, act.text_derivative), z=ref(Z(l, j, s)), a=ref(A(l, j, s)))
+        if l == net.depth:
+            loss = net.loss_fn
+            upstream = fill(style.pick(loss.excel_gradient, loss.text_gradient),
+                            a=ref(A(l, j, s)), t=ref(Target(j, s)), n=str(net.size(l)))
+            return upstream if loss.combined else style.product(upstream, local)
+        back = [style.product(ref(Delta(l + 1, m, s)), ref(Param(l + 1, m, j))) for m in range(net.size(l + 1))]
+        return style.product(style.grouped_sum(back), local)
+
+
+@dataclass(frozen=True)
+class SampleGrad(Quantity):
+    """One sample's ∂E/∂p = δ of p's unit · p's source (1 for a bias)."""
+
+    param: Param
+    s: int
+
+    def label(self, net: Network) -> str:
+        return f"∂E{sample_mark(self.s)}/∂{self.param.label(net)}"
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.sample_grads[..., self.s, trace.network.param_index[self.param]]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        p = self.param
+        src = net.source(p, self.s)
+        return style.product(ref(Delta(p.l, p.j, self.s)), "1" if src is None else ref(src))
+
+
+@dataclass(frozen=True)
+class Grad(Quantity):
+    """∂E_total/∂p: δ · source, combined over the samples."""
+
+    param: Param
+
+    def label(self, net: Network) -> str:
+        return f"∂E/∂{self.param.label(net)}"
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.grads[..., trace.network.param_index[self.param]]
+
+    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+        terms = [SampleGrad(self.param, s).formula(net, ref, style) for s in range(net.samples)]
+        return style.reduce(terms, net.reduction)

@@ -1,0 +1,1 @@
+"""The network templates shipped with sheetprop: package data (``sheetprop.templates``), not code."""

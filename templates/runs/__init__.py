@@ -1,0 +1,1 @@
+"""The run templates shipped with the trainer: package data (``trainer.templates``), not code."""

@@ -1,0 +1,105 @@
+"""Excel's limits: networks that cannot fit are refused before anything is written; the others fit."""
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from sheetprop import limits, recalc, template
+from sheetprop.cli import main
+from sheetprop.layout import TrainingLayout
+from sheetprop.quantities import LayerMax, LayerSumExp
+from sheetprop.workbook import build
+from tests.xlsx import assert_recalculation_matches_cache
+
+
+def write_template(folder, sizes, activations, loss="l2", iterations=5, name="net"):
+    """A template file for a network of the given sizes (every layer with biases)."""
+    layers = "".join(f'[[layers]]\nsize = {s}\nactivation = "{a}"\nbias = true\n\n' for s, a in zip(sizes[1:], activations))
+    targets = [1.0] + [0.0] * (sizes[-1] - 1) if loss == "softmax_cross_entropy" else [0.5] * sizes[-1]
+    path = folder / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nloss = "{loss}"\n[sample]\ninputs = {[0.1] * sizes[0]}\ntargets = {targets}\n'
+                    f"[training]\niterations = {iterations}\n\n{layers}")
+    return path
+
+
+@pytest.mark.parametrize("sizes, words", [
+    ([2, 200, 200, 2], "a training sheet of 2-200-200-2 needs 83,614 columns; Excel allows 16,384"),
+    ([2, 90, 90, 2], "a training sheet of 2-90-90-2 needs 17,834 columns; Excel allows 16,384"),
+    ([1000, 1, 1], "z[1]_1 on a training sheet needs a formula of 16,172 characters; Excel allows 8,192"),
+])
+def test_a_network_that_cannot_fit_is_refused_in_one_line_before_anything_is_written(tmp_path, sizes, words):
+    path = write_template(tmp_path, sizes, ["tanh"] * (len(sizes) - 2) + ["sigmoid"])
+    result = CliRunner().invoke(main, ["build", "--template", str(path), "--out", str(tmp_path / "b.xlsx")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"Error: net cannot be written for Excel: {words}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.toml"]
+
+
+def test_more_iterations_than_rows_are_refused(tmp_path):
+    path = write_template(tmp_path, [2, 2, 2], ["sigmoid", "sigmoid"], iterations=1_048_571)
+    result = CliRunner().invoke(main, ["build", "--template", str(path), "--out", str(tmp_path / "b.xlsx")])
+    assert result.exit_code == 2 and "needs 1,048,577 rows; Excel allows 1,048,576" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.toml"]
+
+
+def test_a_deep_network_writes_the_recursive_form_where_the_expansion_is_too_long(tmp_path):
+    net = template.load(write_template(tmp_path, [3, 10, 10, 10, 10, 10, 10, 2], ["tanh"] * 6 + ["sigmoid"]))
+    build(net, [0.1], 3, tmp_path / "deep.xlsx")
+    rows = {r[0]: r for r in openpyxl.load_workbook(tmp_path / "deep.xlsx")["Equations"].iter_rows(values_only=True)
+            if r[0]}
+    assert rows["∂E_total/∂w[1]_1,1"][2] == ("= δ[1]_1·i1   (written out in full this passes Excel's 32,767 "
+                                             "characters per cell; δ[1]_1 is in the backward pass above)")
+    last_hidden = rows["∂E_total/∂w[7]_1,1"][2]
+    assert "passes" not in last_hidden and "δ" not in last_hidden  # written out in full
+    assert all(len(str(v)) <= limits.MAX_TEXT_CHARS for r in rows.values() for v in r if v is not None)
+
+
+def test_a_softmax_wider_than_a_function_has_arguments_reads_its_layer_as_a_range(tmp_path):
+    net = template.load(write_template(tmp_path, [2, 300], ["softmax"], loss="softmax_cross_entropy"))
+    layout = TrainingLayout(net, 2)
+    assert layout.row_templates[LayerMax(1)].format(7, 6).startswith("=MAX(") and ":" in layout.row_templates[
+        LayerMax(1)]
+    assert layout.row_templates[LayerSumExp(1)].format(7, 6).startswith("=SUMPRODUCT(EXP(")
+    layout.check()  # no function gets more than 255 arguments
+
+
+@pytest.mark.libreoffice
+def test_a_300_way_softmax_recalculates_in_libreoffice(soffice, tmp_path):
+    net = template.load(write_template(tmp_path, [2, 300], ["softmax"], loss="softmax_cross_entropy"))
+    build(net, [0.5], 2, tmp_path / "wide.xlsx")
+    cells = assert_recalculation_matches_cache(tmp_path / "wide.xlsx",
+                                               recalc.recalculate(tmp_path / "wide.xlsx", tmp_path / "out"), floor=1e-9)
+    assert cells > 3 * len(TrainingLayout(net, 2).columns)
+
+
+@pytest.mark.parametrize("formula, shape", [
+    ("=B6-$B$2*AC6", (0, 0)),
+    ("=IF(B6>=0,1/(1+EXP(-B6)),EXP(B6)/(1+EXP(B6)))", (2, 3)),
+    ('=IFERROR(INDEX(\'lr=0.1\'!$A$6:$A$16,MATCH(TRUE,\'a,b(\'!$B$6:$B$16<x,0)),"never, ( ever")', (3, 3)),
+    ("=PI()+SUM(1)", (1, 1)),
+    ("=MAX(" + ",".join(["A1"] * 300) + ")", (1, 300)),
+    ("=" + "ABS(" * 70 + "1" + ")" * 70, (70, 1)),
+])
+def test_formula_shape_counts_function_nesting_and_arguments(formula, shape):
+    assert limits.formula_shape(formula) == shape
+
+
+@pytest.mark.parametrize("formula, words", [
+    ("=" + "+".join(["A1"] * 3000), "a formula of 8,999 characters; Excel allows 8,192"),
+    ("=" + "ABS(" * 70 + "1" + ")" * 70, "functions nested 70 deep; Excel allows 64"),
+    ("=MAX(" + ",".join(["A1"] * 300) + ")", "a function of 300 arguments; Excel allows 255"),
+])
+def test_check_formula_names_the_limit_and_by_how_much(formula, words):
+    with pytest.raises(limits.LimitError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        limits.check_formula(formula, "x")
+
+
+@pytest.mark.libreoffice
+def test_verify_reports_a_formula_beyond_excels_limits(soffice, classic_book, tmp_path):
+    wb = openpyxl.load_workbook(classic_book)
+    wb["Compare"]["H1"] = "=" + "+".join(["B3"] * 3000)
+    edited = tmp_path / "long.xlsx"
+    wb.save(edited)
+    result = CliRunner().invoke(main, ["verify", str(edited)])
+    assert result.exit_code == 1
+    assert "beyond Excel's limits at Compare!H1: this cell needs a formula of 8,999 characters" in result.output

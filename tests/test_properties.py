@@ -1,0 +1,80 @@
+"""Properties of random networks (hypothesis): 1-6 layers of 1-12 units, every activation and loss,
+biases on and off, 1-4 samples. The reference must agree with torch autograd, every workbook must stay
+within Excel's limits (checked with openpyxl's own formula tokenizer), and LibreOffice must recompute
+what the workbook caches."""
+
+import numpy as np
+import openpyxl
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from openpyxl.formula.tokenizer import Token, Tokenizer
+
+from sheetprop import limits, recalc, reference
+from sheetprop.layout import TrainingLayout
+from sheetprop.workbook import build
+from tests.networks import networks
+from tests.xlsx import assert_recalculation_matches_cache
+from tests.torch_oracle import torch_gradients
+
+def examples(n: int, shrink: bool = True) -> settings:
+    """n examples, the same on every run (CI must be deterministic), without a time limit per example."""
+    phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
+    return settings(max_examples=n, deadline=None, derandomize=True, phases=phases,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@examples(200)
+@given(networks())
+def test_reference_equals_torch_autograd(net):
+    trace = reference.train(net, [0.1], 3)
+    for it in range(4):
+        loss, grads = torch_gradients(net, trace.params[0, it])
+        scale = max(1.0, np.abs(grads).max(), abs(loss))
+        assert abs(trace.total[0, it] - loss) <= 1e-11 * scale
+        np.testing.assert_allclose(trace.grads[0, it], grads, rtol=1e-9, atol=1e-11 * scale)
+
+
+def tokenizer_shape(formula: str) -> tuple[int, int, int]:
+    """(length, deepest function nesting, most arguments of one call) by openpyxl's tokenizer."""
+    depth = deepest = most = 0
+    args: list[int] = []
+    for token in Tokenizer(formula).items:
+        if token.type == Token.FUNC and token.subtype == Token.OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+            args.append(1)
+        elif token.type == Token.FUNC and token.subtype == Token.CLOSE:
+            depth -= 1
+            most = max(most, args.pop())
+        elif token.type == Token.SEP and token.subtype == Token.ARG and args:
+            args[-1] += 1
+    return len(formula) - 1, deepest, most
+
+
+@examples(25)
+@given(networks())
+def test_every_formula_of_a_random_network_fits_excel(tmp_path_factory, net):
+    out = tmp_path_factory.mktemp("prop") / "net.xlsx"
+    build(net, [0.1, 0.5], 3, out)
+    wb = openpyxl.load_workbook(out)
+    formulas = [getattr(c.value, "text", c.value)  # array formulas keep theirs in .text
+                for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.data_type == "f"]
+    layout = TrainingLayout(net, 3)
+    assert len(formulas) >= 2 * 4 * len(layout.columns)
+    for f in formulas:
+        length, deepest, most = tokenizer_shape(f)
+        assert length <= limits.MAX_FORMULA_CHARS and deepest <= limits.MAX_NESTING
+        assert most <= limits.MAX_ARGUMENTS
+        assert limits.formula_shape(f) == (deepest, most), f  # the writer's own scan agrees
+    assert max(ws.max_column for ws in wb.worksheets) <= limits.MAX_COLUMNS
+
+
+@pytest.mark.libreoffice
+@examples(8, shrink=False)  # each example is a LibreOffice run
+@given(networks())
+def test_libreoffice_recomputes_every_cached_value_of_a_random_network(soffice, tmp_path_factory, net):
+    folder = tmp_path_factory.mktemp("prop-lo")
+    out = folder / "net.xlsx"
+    build(net, [0.1, 0.5], 3, out)
+    checked = assert_recalculation_matches_cache(out, recalc.recalculate(out, folder / "recalc"), floor=1e-9)
+    assert checked >= 2 * 4 * len(TrainingLayout(net, 3).columns)
