@@ -25,6 +25,9 @@ class OutputError(OSError):
     """The output file cannot be written; the message says why in one line."""
 
 
+INPUT = {"bg_color": "#FFF2CC", "font_color": "#0000CC", "border": 1}  # the look of a cell the reader may edit
+
+
 @dataclass(frozen=True)
 class Formats:
     title: Format
@@ -34,6 +37,7 @@ class Formats:
     header: Format
     group: Format
     input: Format
+    percent_input: Format
     number: Format
     integer: Format
     percent: Format
@@ -51,8 +55,8 @@ class Formats:
             text=wb.add_format({}),
             header=wb.add_format({**header, "text_wrap": True}),
             group=wb.add_format({**header, "bg_color": "#BDD7EE"}),
-            input=wb.add_format({"bg_color": "#FFF2CC", "font_color": "#0000CC", "border": 1,
-                                 "num_format": "0.000###"}),
+            input=wb.add_format({**INPUT, "num_format": "0.000###"}),
+            percent_input=wb.add_format({**INPUT, "num_format": "0.00%"}),
             number=wb.add_format({"num_format": "0.000000000"}),
             integer=wb.add_format({"num_format": "0"}),
             percent=wb.add_format({"num_format": "0.00%"}),
@@ -160,6 +164,7 @@ class Book:
         kind: str = "scatter",
         x_max: float | None = None,
         y_options: dict[str, Any] | None = None,
+        x_min: float = 0,
     ) -> Any:
         """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict);
         ``y_options`` adds xlsxwriter y-axis settings (``min``, ``max``, ``num_format``, …)."""
@@ -169,7 +174,7 @@ class Book:
         chart.set_title({"name": title, "name_font": {"size": 12}})
         x_axis: dict[str, Any] = {"name": x_title, "major_gridlines": {"visible": False}}
         if x_max is not None:
-            x_axis.update(min=0, max=x_max)
+            x_axis.update(min=x_min, max=x_max)
         chart.set_x_axis(x_axis)
         y_axis: dict[str, Any] = {"name": y_title, "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}}
         if y_log:

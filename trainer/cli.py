@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -16,6 +17,48 @@ from trainer.models import MODELS
 DEFAULTS = RunConfig()
 
 
+def _default(name: str) -> str:
+    return f"  [default: {getattr(DEFAULTS, name)}]"
+
+
+# Every setting of a run, as options shared by `run` and `sweep` (and the values `sweep --set` takes).
+SETTINGS = [
+    click.option("--data-dir", type=click.Path(file_okay=False),
+                 help="Folder with the four MNIST IDX files, raw or .gz" + _default("data_dir")),
+    click.option("--epochs", type=click.IntRange(min=1), help="Epochs" + _default("epochs")),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Batch size" + _default("batch_size")),
+    click.option("--model", type=click.Choice(list(MODELS)), help="Model (see `trainer models`)" + _default("model")),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer" + _default("optimizer")),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=10),
+                 help="Learning rate (the peak with onecycle)" + _default("lr")),
+    click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True),
+                 help="SGD momentum (Nesterov when above 0)" + _default("momentum")),
+    click.option("--weight-decay", type=click.FloatRange(min=0), help="Weight decay" + _default("weight_decay")),
+    click.option("--scheduler", type=click.Choice(SCHEDULERS), help="Learning-rate schedule" + _default("scheduler")),
+    click.option("--step-size", type=click.IntRange(min=1),
+                 help="Epochs between decays with --scheduler step" + _default("step_size")),
+    click.option("--gamma", type=click.FloatRange(min=0, min_open=True, max=1),
+                 help="Decay factor with --scheduler step" + _default("gamma")),
+    click.option("--rotation", type=click.FloatRange(min=0, max=180),
+                 help="Random rotation, ± degrees" + _default("rotation")),
+    click.option("--translate", type=click.FloatRange(min=0, max=1, max_open=True),
+                 help="Random shift, ± fraction of the image" + _default("translate")),
+    click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
+                 help="Label smoothing of the training loss" + _default("label_smoothing")),
+    click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True),
+                 help="Evaluate a moving average of the weights with this decay per step; 0: off" + _default("ema")),
+    click.option("--seed", type=click.IntRange(min=0), help="Random seed" + _default("seed")),
+    click.option("--device", type=click.Choice(CHOICES), help="auto: CUDA, then MPS, then CPU" + _default("device")),
+    click.option("--threads", type=click.IntRange(min=0), help="CPU threads; 0: one per core" + _default("threads")),
+]
+
+
+def settings_options(command: Callable) -> Callable:
+    for option in reversed(SETTINGS):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trainer")
 def main() -> None:
@@ -23,22 +66,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Run template (TOML) with any of the settings below; options given here override it.")
+@click.option("--config", "config_file", metavar="NAME|FILE",
+              help="Run template (`mnist` or a TOML file) with any of the settings below; options given here "
+                   "override it.")
 @click.option("--name", help="Run folder name under --out-dir  [default: a timestamp]")
-@click.option("--data-dir", type=click.Path(file_okay=False), help=f"Folder with the four MNIST IDX files, raw or .gz  [default: {DEFAULTS.data_dir}]")
-@click.option("--epochs", type=click.IntRange(min=1), help=f"Epochs  [default: {DEFAULTS.epochs}]")
-@click.option("--batch-size", type=click.IntRange(min=1), help=f"Batch size  [default: {DEFAULTS.batch_size}]")
-@click.option("--model", type=click.Choice(list(MODELS)), help=f"Model (see `trainer models`)  [default: {DEFAULTS.model}]")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=f"Optimizer  [default: {DEFAULTS.optimizer}]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=10),
-              help=f"Learning rate (the peak with onecycle)  [default: {DEFAULTS.lr}]")
-@click.option("--scheduler", type=click.Choice(SCHEDULERS), help=f"Learning-rate schedule  [default: {DEFAULTS.scheduler}]")
-@click.option("--seed", type=click.IntRange(min=0), help=f"Random seed  [default: {DEFAULTS.seed}]")
-@click.option("--device", type=click.Choice(CHOICES), help="auto: CUDA, then MPS, then CPU  [default: auto]")
+@settings_options
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN_DIR",
               help="Continue a stopped run from its last.pt.")
-@click.option("--out-dir", type=click.Path(file_okay=False), help=f"Where run folders go  [default: {DEFAULTS.out_dir}]")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Where run folders go" + _default("out_dir"))
 @click.option("--force", is_flag=True, help="Replace the results of an existing run folder.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
 def run(config_file, name, resume, force, progress, **options) -> None:
@@ -47,20 +82,25 @@ def run(config_file, name, resume, force, progress, **options) -> None:
     \b
     Examples:
       trainer run --data-dir ../shared/datasets/mnist
-      trainer run --config templates/runs/mnist.toml --seed 2 --name seed2
+      trainer run --config mnist --seed 2 --name seed2
       trainer run --resume outputs/runs/seed2
     """
-    from trainer.run import RunError, execute, new_run_dir, resume_config
+    from trainer.run import RESUMABLE, RunError, completed_epochs, execute, new_run_dir, resume_config
 
     run_dir = None
     try:
         if resume is not None:
-            fixed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "device", "data_dir")}
-            if fixed or config_file or name:
-                raise RunError(f"--resume continues a run as it was configured; it accepts only --epochs, --device "
-                               f"and --data-dir (got {', '.join(sorted(fixed) + (['config'] if config_file else []) + (['name'] if name else []))})")
-            cfg = check(resume_config(resume, epochs=options["epochs"], device=options["device"],
-                                      data_dir=options["data_dir"]))
+            fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE)
+            fixed += (["config"] if config_file else []) + (["name"] if name else [])
+            if fixed:
+                allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
+                raise RunError(f"--resume continues a run as it was configured; it accepts only {allowed} "
+                               f"(got {', '.join(fixed)})")
+            cfg = check(resume_config(resume, **{k: options[k] for k in RESUMABLE}))
+            done = completed_epochs(resume)
+            if done >= cfg.epochs:
+                click.echo(f"{resume} is complete ({done} of {cfg.epochs} epochs); nothing to do")
+                return
             run_dir = resume
         else:
             cfg = check((read(config_file) if config_file else RunConfig()).updated(**options))
@@ -79,6 +119,110 @@ def run(config_file, name, resume, force, progress, **options) -> None:
     if last:
         accs = ", ".join(f"{100 * h['test acc']:.2f}%" for h in last)
         click.echo(f"Test accuracy of the last {len(last)} epochs: {accs}")
+
+
+class Seeds(click.ParamType):
+    """Seeds as a range and/or a list: 1-10, 1,4,7, 1-3,8."""
+
+    name = "seeds"
+
+    def convert(self, value: Any, param, ctx) -> list[int]:
+        if isinstance(value, list):
+            return value
+        seeds: list[int] = []
+        try:
+            for part in str(value).split(","):
+                first, _, last = part.strip().partition("-")
+                lo, hi = int(first), int(last or first)
+                if lo < 0 or hi < lo:
+                    raise ValueError
+                seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+        except ValueError:
+            self.fail(f"{value!r} is not a list of seeds such as 1-10 or 1,4,7", param, ctx)
+        return seeds
+
+
+class Setting(click.ParamType):
+    """KEY=V1,V2,… : one setting of `trainer run` and the values to try, each checked as that option checks it."""
+
+    name = "key=values"
+    NOT_SWEPT = ("seed", "device", "threads", "data_dir")  # seeds have --seeds; the rest is where a run happens
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, list]:
+        if isinstance(value, tuple):
+            return value
+        options = {o.name: o for o in run.params
+                   if o.name in RunConfig.__dataclass_fields__ and o.name not in self.NOT_SWEPT}
+        key, sep, values = str(value).partition("=")
+        option = options.get(key.strip().replace("-", "_"))
+        if not sep or not values or option is None:
+            self.fail(f"{value!r} must be KEY=V1,V2 with KEY one of {', '.join(options)}", param, ctx)
+        return option.name, [option.type.convert(v.strip(), param, ctx) for v in values.split(",")]
+
+
+@main.command()
+@click.option("--name", help="Sweep folder under --out-dir  [default: made from the settings, e.g. seeds1-10]")
+@click.option("--seeds", type=Seeds(), default="1-10", show_default=True, help="Seeds to run: 1-10, 1,4,7, …")
+@click.option("--set", "grid", type=Setting(), multiple=True, metavar="KEY=V1,V2",
+              help="A setting to vary (any option of `trainer run`), e.g. --set model=tiny,slim; repeat for a grid.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once; the CPU threads are split between them (or one GPU each where there are several).")
+@click.option("--config", "config_file", metavar="NAME|FILE", help="Run template for the settings not given here.")
+@settings_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs/sweeps"),
+              show_default=True, help="Where sweep folders go.")
+@click.option("--target", type=click.FloatRange(min=0, max=100), default=99.4, show_default=True,
+              help="Test accuracy (%) the summary counts runs against.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar over all epochs.")
+def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **options) -> None:
+    """Run one configuration (or a grid of them) for several seeds, then compare the runs.
+
+    Each run is an ordinary run folder under --out-dir/NAME/. Run the same command again after an
+    interruption: finished runs are kept and an interrupted one resumes from its last epoch.
+
+    \b
+    Examples:
+      trainer sweep --seeds 1-10 --jobs 2 --data-dir ../shared/datasets/mnist
+      trainer sweep --seeds 1-3 --set model=tiny,slim --set lr=0.1,0.2 --epochs 5
+    """
+    from trainer.sweep import SweepError, plan, sweep_name
+    from trainer.sweep import run as run_sweep
+
+    try:
+        base = check((read(config_file) if config_file else RunConfig()).updated(**options))
+        folder = out_dir / (name or sweep_name(options, dict(grid), seeds))
+        jobs_planned = plan(base, dict(grid), seeds)
+        compared = run_sweep(jobs_planned, folder, workers=jobs, target=round(target / 100, 10), progress=progress,
+                             echo=click.echo)
+    except (ConfigError, SweepError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(compared)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Workbook to write  [default: compare.xlsx beside the runs if they share a folder, else here]")
+@click.option("--target", type=click.FloatRange(min=0, max=100), default=99.4, show_default=True,
+              help="Test accuracy (%) to count runs against (an editable cell in the workbook).")
+def compare(run_dirs, out, target) -> None:
+    """Compare finished or running runs in one workbook: per-run table, per-configuration summary, charts.
+
+    \b
+    Example:
+      trainer compare outputs/sweeps/seeds1-10/*
+    """
+    from sheetprop.book import OutputError
+    from trainer.compare import CompareError, default_output, read_runs, summary_table, write
+
+    try:
+        runs = read_runs(run_dirs)
+        target = round(target / 100, 10)  # 99.4 / 100 is 0.9940000000000001
+        path = write(runs, out or default_output(run_dirs), target)
+    except (CompareError, OutputError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary_table(runs, target))
+    click.echo(f"Wrote {path}")
 
 
 @main.command()

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from sheetprop.template import TemplateError, read_toml
 
 RUN_TEMPLATES = "trainer.templates"  # package data: templates/runs/*.toml
@@ -30,8 +32,10 @@ class RunConfig:
     rotation: float = 7.0  # degrees, ± (augmentation)
     translate: float = 0.03  # fraction of the image, ±
     label_smoothing: float = 0.0
+    ema: float = 0.0  # decay per step of the weight average used for evaluation; 0: evaluate the trained weights
     seed: int = 1
     device: str = "auto"
+    threads: int = 0  # CPU threads; 0: one per core
     data_dir: str = "data"
     out_dir: str = "outputs/runs"
 
@@ -39,13 +43,11 @@ class RunConfig:
         return asdict(self)
 
     def to_toml(self) -> str:
-        lines = []
-        for key, value in self.to_dict().items():
-            if isinstance(value, str):
-                lines.append(f'{key} = "{value}"')
-            else:
-                lines.append(f"{key} = {value!r}".replace("True", "true").replace("False", "false"))
-        return "\n".join(lines) + "\n"
+        return tomli_w.dumps(self.to_dict())
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings that decide what a run computes (not where it runs or writes)."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION}
 
     def updated(self, **changes: Any) -> "RunConfig":
         known = {f.name: f.type for f in fields(self)}
@@ -64,6 +66,7 @@ class RunConfig:
         return RunConfig(**values)
 
 
+EXECUTION = ("device", "threads", "data_dir", "out_dir")  # how and where a run happens, not what it computes
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("onecycle", "step", "none")
 
@@ -83,6 +86,9 @@ def check(cfg: RunConfig) -> RunConfig:
         "lr": (cfg.lr > 0 and cfg.lr < float("inf"), "a positive number"),
         "rotation": (0 <= cfg.rotation <= 180, "between 0 and 180 degrees"),
         "translate": (0 <= cfg.translate < 1, "between 0 and 1"),
+        "ema": (0 <= cfg.ema < 1, "at least 0 and below 1"),
+        "label_smoothing": (0 <= cfg.label_smoothing < 1, "at least 0 and below 1"),
+        "threads": (cfg.threads >= 0, "0 (one per core) or more"),
     }
     for key, (ok, expected) in problems.items():
         if not ok:

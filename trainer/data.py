@@ -131,8 +131,9 @@ def load(data_dir: str | Path, device: torch.device, download: bool = True) -> M
 def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.Generator) -> torch.Tensor:
     """Rotate each image by U(−degrees, degrees) and shift it by up to ``translate`` of its size."""
     n = x.shape[0]
-    angle = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * math.radians(degrees)
-    shift = (torch.rand(n, 2, device=x.device, generator=generator) * 2 - 1) * translate * 2
+    # drawn where the generator lives (the CPU, see trainer.device.data_generator), then moved
+    angle = ((torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)).to(x.device)
+    shift = ((torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2).to(x.device)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -156,7 +157,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     costs far less per image than one call per small batch.
     """
     n = len(split)
-    order = torch.randperm(n, device=split.labels.device, generator=generator) if generator is not None else None
+    order = torch.randperm(n, generator=generator).to(split.labels.device) if generator is not None else None
     step = max(batch_size, chunk // batch_size * batch_size)
     for start in range(0, n, step):
         if order is None:

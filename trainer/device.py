@@ -45,11 +45,6 @@ class Device:
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def generator(self, seed: int) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(seed)
-        return g
-
     def rng_state(self) -> dict[str, torch.Tensor]:
         """The global RNG states that dropout draws from (the CPU's, and the GPU's on CUDA)."""
         state = {"cpu": torch.get_rng_state()}
@@ -57,15 +52,37 @@ class Device:
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+    def set_rng_state(self, state: dict[str, torch.Tensor], seed: int) -> None:
+        """Restore the RNG states saved by :meth:`rng_state`, possibly on another kind of device.
+
+        A GPU's generator state means nothing to another GPU kind or the CPU, so when the saved
+        state has no entry for this device, its generator is seeded from ``seed`` instead (dropout
+        then draws other masks than an uninterrupted run would; the data order does not change)."""
         torch.set_rng_state(state["cpu"])
-        if self.type == "cuda" and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], self.device)
+        if self.type == "cuda":
+            if "cuda" in state:
+                torch.cuda.set_rng_state(state["cuda"], self.device)
+            else:
+                torch.cuda.manual_seed(seed)
 
     def describe(self) -> str:
         if self.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
         return f"{self.type} ({torch.get_num_threads()} threads)" if self.type == "cpu" else self.type
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The generator of the data order and augmentation: on the CPU whatever the device, so a run
+    draws the same batches on any device and can be resumed on another one."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads (0: torch's default, one per core)."""
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def resolve(name: str = "auto") -> Device:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from trainer import data
 from trainer.config import RunConfig
 from trainer.device import Device
+from trainer.ema import EMA
 
 SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the bar and the NaN check
 
@@ -66,7 +67,8 @@ def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_e
 
 
 def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, device: Device, cfg: RunConfig,
-                generator: torch.Generator, epoch: int, progress: bool = True) -> tuple[float, float]:
+                generator: torch.Generator, epoch: int, progress: bool = True,
+                ema: EMA | None = None) -> tuple[float, float]:
     """One pass over the shuffled, augmented training split; returns mean loss and accuracy."""
     model.train()
     n_batches = -(-len(split) // cfg.batch_size)
@@ -85,6 +87,8 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update(model)
             losses[b] = loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)

@@ -18,6 +18,8 @@ from trainer.summary import Summary
 
 EPOCH_COLUMNS = ["epoch", "lr", "train loss", "train acc", "test loss", "test acc", "test correct", "seconds"]
 MISCLASSIFIED_SHOWN = 30
+DEFAULT_TARGET = 0.994
+TARGET_NAME = "target"
 PER_ROW = 6
 
 
@@ -32,6 +34,7 @@ class Report:
     test_images: np.ndarray | None = None  # uint8 (N, 28, 28)
     test_labels: np.ndarray | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # device, versions, wall time, …
+    target: float = DEFAULT_TARGET  # test accuracy drawn as a line on its chart
 
 
 def _png(image: np.ndarray, scale: int = 3) -> bytes:
@@ -70,23 +73,37 @@ def _epochs(book: Book, report: Report) -> None:
         c = EPOCH_COLUMNS.index(name)
         return ["Epochs", first, c, last, c]
 
+    # the target: an editable cell, drawn as a line across the test-accuracy chart
+    line = last + 2
+    ws.write(line, 0, "target", f.label)
+    ws.write_number(line, 1, report.target, f.percent_input)
+    book.define_name(TARGET_NAME, "Epochs", xl_rowcol_to_cell(line, 1, True, True))
+    ws.write(line + 1, 0, "target line: epoch, accuracy", f.note)
+    for i, epoch in enumerate((report.history[0]["epoch"], report.history[-1]["epoch"])):
+        ws.write_number(line + 2 + i, 0, epoch)
+        ws.write_formula(line + 2 + i, 1, f"={TARGET_NAME}", f.percent, report.target)
+    target = {"name": "target", "categories": ["Epochs", line + 2, 0, line + 3, 0],
+              "values": ["Epochs", line + 2, 1, line + 3, 1], "line": {"color": "#C00000", "dash_type": "dash"}}
+
     charts = [("Training loss", "train loss", "loss"), ("Training accuracy", "train acc", "accuracy"),
               ("Test loss", "test loss", "loss"), ("Test accuracy", "test acc", "accuracy")]
     for i, (title, column, axis) in enumerate(charts):
-        accuracy_axis = {"num_format": "0.0%", "max": 1, "min": _accuracy_floor([h[column] for h in report.history])}
-        chart = book.chart(title, [{"name": title, "categories": col("epoch"), "values": col(column),
-                                    "marker": {"type": "circle", "size": 4}}], "epoch", axis,
-                           y_log=axis == "loss", x_max=max(len(rows), 1),
-                           y_options=accuracy_axis if axis == "accuracy" else None)
+        values = [h[column] for h in report.history]
+        series = [{"name": title, "categories": col("epoch"), "values": col(column),
+                   "marker": {"type": "circle", "size": 4}}]
+        if column == "test acc":
+            series.append(target)
+            values.append(report.target)
+        chart = book.chart(title, series, "epoch", axis, y_log=axis == "loss", x_max=max(len(rows), 1), x_min=1,
+                           y_options={"num_format": "0.0%", "max": 1, "min": accuracy_floor(values)}
+                           if axis == "accuracy" else None)
         chart.set_size({"width": 480, "height": 290})
         ws.insert_chart(top, len(EPOCH_COLUMNS) + 1, chart, {"x_offset": 490 * (i % 2), "y_offset": 300 * (i // 2)})
 
 
-def _accuracy_floor(accuracies: list[float]) -> float:
-    """Lower end of an accuracy axis: the lowest value after the first epoch, down to a whole 0.5%,
-    so the last epochs' tenths of a percent stay visible (the first epoch may fall below it)."""
-    later = accuracies[1:] or accuracies
-    return max(0.0, math.floor(min(later) * 200) / 200)
+def accuracy_floor(values: list[float]) -> float:
+    """Lower end of an accuracy axis: at or below every value, at a whole half percent."""
+    return max(0.0, math.floor(min(values) * 200 + 1e-9) / 200)
 
 
 def _model(book: Book, report: Report) -> None:

@@ -17,7 +17,8 @@ import torchvision
 
 from trainer import data, models, report
 from trainer.config import RunConfig, read
-from trainer.device import resolve
+from trainer.device import data_generator, resolve, set_threads
+from trainer.ema import EMA
 from trainer.loop import Timer, evaluate, make_optimizer, make_scheduler, train_epoch
 from trainer.summary import summarize
 
@@ -42,6 +43,16 @@ def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
     except OSError as exc:
         raise RunError(f"cannot create {run_dir}: {exc.strerror}") from None
     return run_dir
+
+
+RESUMABLE = ("epochs", "device", "threads", "data_dir")  # settings a resumed run may change
+
+
+def completed_epochs(run_dir: Path) -> int:
+    """Epochs a run folder has finished (0 when it has no checkpoint yet)."""
+    if not (run_dir / LAST).is_file():
+        return 0
+    return int(torch.load(run_dir / LAST, map_location="cpu", weights_only=False)["epoch"])
 
 
 def resume_config(run_dir: Path, **changes) -> RunConfig:
@@ -72,6 +83,7 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
             echo: Callable[[str], None] = print) -> Result:
     """Train (or continue) the run in ``run_dir``; checkpoints and workbook follow every epoch."""
     device = resolve(cfg.device)
+    set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = device.prepare(models.create(cfg.model))
@@ -82,18 +94,24 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
         scheduler = make_scheduler(cfg, optimizer, steps)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    generator = device.generator(cfg.seed)
+    generator = data_generator(cfg.seed)
+    ema = EMA(model, cfg.ema) if cfg.ema else None
+    evaluated = ema.model if ema else model
     params = models.count_parameters(model)
     history: list[dict] = []
     best, start, elapsed = 0.0, 1, 0.0
     if resume:
         # Loaded on the CPU: RNG states must stay there; weights and optimizer state follow the model.
         state = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        if ema:
+            model.load_state_dict(state["trained model"])
+            ema.load(state["model"], state["ema updates"])
+        else:
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
-        device.set_rng_state(state["rng"])
+        device.set_rng_state(state["rng"], cfg.seed + state["epoch"])
         history, best, elapsed = state["history"], state["best"], state["seconds"]
         start = state["epoch"] + 1
         echo(f"Resuming {run_dir} after epoch {state['epoch']}")
@@ -111,8 +129,8 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
     for epoch in range(start, cfg.epochs + 1):
         timer = Timer()
         train_loss, train_acc = train_epoch(model, mnist.train, optimizer, scheduler, device, cfg, generator,
-                                            epoch, progress)
-        ev = evaluate(model, mnist.test, device)
+                                            epoch, progress, ema)
+        ev = evaluate(evaluated, mnist.test, device)
         seconds = timer.seconds
         lr = optimizer.param_groups[0]["lr"]
         history.append({"epoch": epoch, "lr": lr, "train loss": train_loss, "train acc": train_acc,
@@ -121,10 +139,13 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
         echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "
              f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s")
         total_seconds = elapsed + time.perf_counter() - run_start
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        # "model" holds the weights that were evaluated (the average when EMA is on)
+        state = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                  "rng": device.rng_state(), "history": history, "best": max(best, ev.accuracy),
                  "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict()}
+        if ema:
+            state.update({"trained model": model.state_dict(), "ema updates": ema.updates})
         _save(state, run_dir / LAST)
         if ev.accuracy > best:
             best = ev.accuracy

@@ -1,0 +1,186 @@
+"""Many runs of one configuration (or a small grid) over several seeds, each an ordinary run folder.
+
+Every run is a ``trainer run`` process of its own, several at a time; the CPU threads are split
+between them (two one-thread runs get more done on two cores than one two-thread run), or each
+gets a GPU of its own where there are several. Started again, a sweep keeps the finished runs and
+resumes an interrupted one. It ends by comparing the runs (:mod:`trainer.compare`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import tomli_w
+import torch
+from tqdm import tqdm
+
+from trainer import compare
+from trainer.config import RunConfig, check, read
+from trainer.report import DEFAULT_TARGET
+from trainer.run import CONFIG_FILE, LAST, completed_epochs
+
+LOG = "log.txt"
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start or finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # the run folder: seed3, or model=slim,lr=0.1-seed3
+    cfg: RunConfig
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def plan(base: RunConfig, grid: dict[str, list], seeds: list[int]) -> list[Job]:
+    """One job per point of the grid and seed, in that order."""
+    jobs = []
+    for point in itertools.product(*grid.values()):
+        settings = dict(zip(grid, point))
+        prefix = ",".join(f"{k}={_text(v)}" for k, v in settings.items())
+        for seed in seeds:
+            cfg = check(base.updated(**settings, seed=seed))
+            jobs.append(Job(f"{prefix}-seed{seed}" if prefix else f"seed{seed}", cfg))
+    return jobs
+
+
+def sweep_name(options: dict[str, Any], grid: dict[str, list], seeds: list[int]) -> str:
+    """A folder name made from what the command sets: seeds1-10, ema=0.999-seeds1-10, model=tiny,slim-seeds1-3."""
+    parts = [f"{k}={_text(v)}" for k, v in options.items() if v is not None and k not in ("data_dir", "device",
+                                                                                           "threads", "seed")]
+    parts += [f"{k}={','.join(map(_text, values))}" for k, values in grid.items()]
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    parts.append(f"seeds{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else
+                 "seeds" + ",".join(map(str, seeds)))
+    return "-".join(parts)
+
+
+def _state(job: Job, run_dir: Path) -> str:
+    """new, partial or done; a folder holding a different run is refused."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return "new"
+    saved = read(run_dir / CONFIG_FILE)
+    if saved.hyperparameters() != job.cfg.hyperparameters():
+        differ = ", ".join(f"{k}={v!r}" for k, v in saved.hyperparameters().items()
+                           if job.cfg.hyperparameters()[k] != v)
+        raise SweepError(f"{run_dir} holds a run with {differ}, not what this sweep asks for; "
+                         "choose another --name (or remove that folder)")
+    done = completed_epochs(run_dir)
+    return "done" if done >= job.cfg.epochs else "partial" if done else "new"
+
+
+def _command(job: Job, run_dir: Path, state: str, threads: int) -> list[str]:
+    base = [sys.executable, "-m", "trainer", "run", "--no-progress", "--threads", str(threads)]
+    if state == "partial":
+        return base + ["--resume", str(run_dir)]
+    requested = run_dir.parent / ".requested" / f"{job.name}.toml"
+    requested.parent.mkdir(parents=True, exist_ok=True)
+    requested.write_text(tomli_w.dumps(job.cfg.to_dict()), encoding="utf-8")
+    return base + ["--config", str(requested), "--name", job.name, "--out-dir", str(run_dir.parent), "--force"]
+
+
+def _placement(workers: int) -> tuple[int, list[dict[str, str]]]:
+    """Threads per run, and per worker slot the environment that gives it its own GPU (if there are several)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 1:
+        return 0, [{"CUDA_VISIBLE_DEVICES": str(i % gpus)} for i in range(workers)]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers), [{} for _ in range(workers)]
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    try:
+        return sum(line.startswith("Epoch ") for line in (run_dir / LOG).read_text(errors="replace").splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+@dataclass
+class _Running:
+    proc: subprocess.Popen
+    slot: int
+    log: Any
+    job: Job
+    start_epochs: int  # epochs done before this process started
+    logged_before: int  # epoch lines already in the log then
+
+
+def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT_TARGET, progress: bool = True,
+        echo: Callable[[str], None] = print) -> str:
+    """Run every job not yet done (``workers`` at a time), then compare all of them; returns the table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    states = {job.name: _state(job, folder / job.name) for job in jobs}
+    done = {job.name: completed_epochs(folder / job.name) for job in jobs}
+    todo = [job for job in jobs if states[job.name] != "done"]
+    echo(f"Sweep {folder}: {len(jobs)} runs ({len(jobs) - len(todo)} already done), {workers} at a time")
+    threads, slots = _placement(workers)
+    free, running, failed = list(range(workers)), {}, []
+    bar = tqdm(total=sum(job.cfg.epochs for job in jobs), initial=sum(done.values()), unit="epoch",
+               disable=not progress, dynamic_ncols=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        while todo or running:
+            while todo and free:
+                job, slot = todo.pop(0), free.pop(0)
+                run_dir = folder / job.name
+                run_dir.mkdir(parents=True, exist_ok=True)
+                log = open(run_dir / LOG, "a", encoding="utf-8")
+                # a session of its own: Ctrl-C reaches the sweep, which passes it on to each run once
+                proc = subprocess.Popen(_command(job, run_dir, states[job.name], threads), stdout=log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]},
+                                        start_new_session=True)
+                running[job.name] = _Running(proc, slot, log, job, done[job.name], _epochs_logged(run_dir))
+                bar.write(f"started {job.name}" + (" (resuming)" if states[job.name] == "partial" else ""))
+            time.sleep(0.5)
+            for name, r in list(running.items()):
+                done[name] = r.start_epochs + _epochs_logged(folder / name) - r.logged_before
+                if r.proc.poll() is None:
+                    continue
+                r.log.close()
+                del running[name]
+                free.append(r.slot)
+                done[name] = completed_epochs(folder / name)
+                if r.proc.returncode != 0:
+                    failed.append(name)
+                    bar.write(f"FAILED {name} (exit {r.proc.returncode}); see {folder / name / LOG}")
+                else:
+                    bar.write(f"finished {name}: {compare.describe(compare.read_run(folder / name))}")
+            bar.n = sum(min(n, job.cfg.epochs) for n, job in zip(done.values(), jobs))
+            bar.refresh()
+    except KeyboardInterrupt:
+        for r in running.values():
+            r.proc.send_signal(signal.SIGINT)  # each run keeps its last complete epoch
+        for r in running.values():
+            r.proc.wait()
+            r.log.close()
+        bar.close()
+        echo(f"Interrupted. Finished runs are kept in {folder}; run the same command again to continue.")
+        raise SystemExit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    runs = compare.read_runs([folder / job.name for job in jobs if (folder / job.name / LAST).is_file()])
+    path = compare.write(runs, folder / "compare.xlsx", target)
+    if failed:
+        raise SweepError(f"{len(failed)} of {len(jobs)} runs failed ({', '.join(failed)}); the others are "
+                         f"compared in {path}")
+    return compare.summary_table(runs, target) + f"\nWrote {path}"
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
