@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from trainer import data, models
 from trainer.config import RunConfig
-from trainer.device import resolve
+from trainer.device import data_generator, resolve
 from trainer.loop import make_optimizer
 
 
@@ -70,7 +70,7 @@ def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int):
 
 
 def device_batches(mnist, cfg: RunConfig, generator):
-    augment = data.augmenter(cfg.rotation, cfg.translate, generator)
+    augment = data.augmentation(cfg.rotation, cfg.translate)
     while True:
         yield from data.batches(mnist.train, cfg.batch_size, generator, augment)
 
@@ -103,7 +103,7 @@ def main() -> None:
     mnist = data.load(args.data_dir, device.device)
     model, opt = fresh(cfg, device)
     results["(b) device-resident tensors + batch augmentation"] = timed(
-        device_batches(mnist, cfg, device.generator(0)), model, opt, args.batches)
+        device_batches(mnist, cfg, data_generator(0)), model, opt, args.batches)
     model, opt = fresh(cfg, device)
     x, y = mnist.train.images[: cfg.batch_size].clone(), mnist.train.labels[: cfg.batch_size].clone()
     results["(c) bare forward + backward, fixed tensors"] = timed(iter(lambda: (x, y), None), model, opt, args.batches)

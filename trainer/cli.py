@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,7 +77,10 @@ def main() -> None:
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Where run folders go" + _default("out_dir"))
 @click.option("--force", is_flag=True, help="Replace the results of an existing run folder.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
-def run(config_file, name, resume, force, progress, **options) -> None:
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel in this many processes on this machine (torchrun's launcher; one GPU "
+                   "each on CUDA, gloo on the CPU). For several machines use torchrun itself (see README).")
+def run(config_file, name, resume, force, progress, nproc, **options) -> None:
     """Train on MNIST; write training.xlsx, last.pt, best.pt and config.toml after every epoch.
 
     \b
@@ -84,10 +88,16 @@ def run(config_file, name, resume, force, progress, **options) -> None:
       trainer run --data-dir ../shared/datasets/mnist
       trainer run --config mnist --seed 2 --name seed2
       trainer run --resume outputs/runs/seed2
+      trainer run --nproc 2 --data-dir ../shared/datasets/mnist      # data-parallel, 2 processes
     """
-    from trainer.run import RESUMABLE, RunError, completed_epochs, execute, new_run_dir, resume_config
+    from trainer import distributed
+    from trainer.run import RESUMABLE, RunError, Target, completed_epochs, execute, resume_config
 
-    run_dir = None
+    world = distributed.from_environment()
+    echo = click.echo if world.main else _quiet
+    if resume is None and not name:
+        name = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = Target(name, force, resume)
     try:
         if resume is not None:
             fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE)
@@ -99,26 +109,52 @@ def run(config_file, name, resume, force, progress, **options) -> None:
             cfg = check(resume_config(resume, **{k: options[k] for k in RESUMABLE}))
             done = completed_epochs(resume)
             if done >= cfg.epochs:
-                click.echo(f"{resume} is complete ({done} of {cfg.epochs} epochs); nothing to do")
+                echo(f"{resume} is complete ({done} of {cfg.epochs} epochs); nothing to do")
                 return
-            run_dir = resume
         else:
             cfg = check((read(config_file) if config_file else RunConfig()).updated(**options))
-            run_dir = new_run_dir(cfg, name, force)
-        result = execute(cfg, run_dir, resume=resume is not None, progress=progress, echo=click.echo)
-    except (ConfigError, DataError, DeviceError, RunError) as exc:
-        raise click.ClickException(str(exc)) from None
+        folder = resume or Path(cfg.out_dir) / name
+        if nproc > 1 and world.size == 1:
+            click.echo(f"Starting {nproc} processes with torchrun's launcher for {folder}")
+            raise SystemExit(distributed.launch(nproc, _arguments(click.get_current_context(), name=name)))
+        distributed.exit_on_termination(world)
+        result = execute(cfg, target, progress=progress, echo=echo, world=world)
+    except (ConfigError, DataError, DeviceError, RunError, distributed.LaunchError) as exc:
+        if world.main:
+            raise click.ClickException(str(exc)) from None
+        raise SystemExit(1) from None
     except NaNLoss as exc:
-        raise click.ClickException(f"{exc}; stopped. The last complete epoch is kept in {run_dir}") from None
+        if world.main:
+            raise click.ClickException(f"{exc}; stopped. The last complete epoch is kept in {folder}") from None
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
-        click.echo(f"\nInterrupted. The last complete epoch is kept in {run_dir}; "
-                   f"continue with: trainer run --resume {run_dir}", err=True)
+        if world.main:
+            again = f"trainer run {f'--nproc {world.size} ' if world.size > 1 else ''}--resume {folder}"
+            click.echo(f"\nInterrupted. The last complete epoch is kept in {folder}; continue with: {again}", err=True)
         raise SystemExit(130) from None
     last = result.history[-3:]
-    click.echo(f"Done in {result.seconds:.0f} s: {result.run_dir / 'training.xlsx'}")
+    echo(f"Done in {result.seconds:.0f} s: {result.run_dir / 'training.xlsx'}")
     if last:
-        accs = ", ".join(f"{100 * h['test acc']:.2f}%" for h in last)
-        click.echo(f"Test accuracy of the last {len(last)} epochs: {accs}")
+        echo(f"Test accuracy of the last {len(last)} epochs: " + ", ".join(f"{100 * h['test acc']:.2f}%" for h in last))
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+def _arguments(ctx: click.Context, **changes: Any) -> list[str]:
+    """This command's arguments as given (with ``changes``), but for --nproc: what each process runs."""
+    params = {**ctx.params, **changes, "nproc": None}
+    argv = [ctx.info_name or "run"]
+    for option in ctx.command.params:
+        value = params.get(option.name)
+        if value is None or (value is False and not option.secondary_opts):
+            continue
+        if option.is_flag:
+            argv.append(option.opts[0] if value else option.secondary_opts[0])
+        else:
+            argv += [option.opts[0], str(value)]
+    return argv
 
 
 class Seeds(click.ParamType):

@@ -11,7 +11,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -128,47 +128,67 @@ def load(data_dir: str | Path, device: torch.device, download: bool = True) -> M
     return MNIST(split("train"), split("test"), mean, std, raw["test"])
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """Random rotation by U(−degrees, degrees) and shift by up to ``translate`` of the image size."""
+
+    degrees: float
+    translate: float
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n affine matrices (n, 2, 3), drawn where the generator lives (the CPU, see
+        trainer.device.data_generator), so every device and every process draws the same."""
+        angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(self.degrees)
+        shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * self.translate * 2
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+
+    @staticmethod
+    def apply(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def augment(x: torch.Tensor, degrees: float, translate: float, generator: torch.Generator) -> torch.Tensor:
-    """Rotate each image by U(−degrees, degrees) and shift it by up to ``translate`` of its size."""
-    n = x.shape[0]
-    # drawn where the generator lives (the CPU, see trainer.device.data_generator), then moved
-    angle = ((torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)).to(x.device)
-    shift = ((torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2).to(x.device)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    """A batch rotated and shifted at random (see :class:`Augmentation`)."""
+    aug = Augmentation(degrees, translate)
+    return aug.apply(x, aug.draw(x.shape[0], generator))
 
 
-def augmenter(degrees: float, translate: float,
-              generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The training augmentation as a batch transform, or None when it would do nothing."""
-    if not degrees and not translate:
-        return None
-    return lambda x: augment(x, degrees, translate, generator)
+def augmentation(degrees: float, translate: float) -> Augmentation | None:
+    """The training augmentation, or None when it would do nothing."""
+    return Augmentation(degrees, translate) if degrees or translate else None
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
-            transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-            chunk: int = 4096) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive batches, shuffled when a generator is given.
+            augment: Augmentation | None = None, chunk: int = 4096, rank: int = 0,
+            world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive batches of ``batch_size``, shuffled when a generator is given.
 
-    ``transform`` (the augmentation) runs on chunks of about ``chunk`` images at a time, which
-    costs far less per image than one call per small batch.
+    With ``world`` > 1 processes, every process draws the same order and the same augmentation
+    and takes its part (``rank``) of each batch, so together they see exactly the batches one
+    process would; a last batch smaller than ``world`` is left out. The augmentation runs on
+    chunks of about ``chunk`` images at a time, far cheaper per image than one call per batch.
     """
     n = len(split)
-    order = torch.randperm(n, generator=generator).to(split.labels.device) if generator is not None else None
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     step = max(batch_size, chunk // batch_size * batch_size)
     for start in range(0, n, step):
-        if order is None:
-            x, y = split.images[start : start + step], split.labels[start : start + step]
-        else:
-            idx = order[start : start + step]
-            x, y = split.images[idx], split.labels[idx]
-        if transform is not None:
-            x = transform(x)
-        for b in range(0, len(y), batch_size):
-            yield x[b : b + batch_size], y[b : b + batch_size]
+        idx = order[start : start + step]
+        theta = augment.draw(len(idx), generator) if augment is not None else None
+        parts = [torch.tensor_split(torch.arange(b, min(b + batch_size, len(idx))), world)[rank]
+                 for b in range(0, len(idx), batch_size) if world == 1 or min(batch_size, len(idx) - b) >= world]
+        if not parts:
+            return
+        mine = torch.cat(parts) if world > 1 else torch.arange(len(idx))
+        device_idx = idx[mine].to(split.labels.device)
+        x, y = split.images[device_idx], split.labels[device_idx]
+        if theta is not None:
+            x = augment.apply(x, theta[mine])
+        at = 0
+        for part in parts:
+            yield x[at : at + len(part)], y[at : at + len(part)]
+            at += len(part)
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

@@ -85,8 +85,9 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def resolve(name: str = "auto") -> Device:
-    """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device is an error."""
+def resolve(name: str = "auto", local_rank: int = 0) -> Device:
+    """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device is an error.
+    With several processes on a machine, process ``local_rank`` takes GPU ``local_rank``."""
     if name not in CHOICES:
         raise DeviceError(f"unknown device {name!r} (choose from {', '.join(CHOICES)})")
     if name == "auto":
@@ -97,4 +98,6 @@ def resolve(name: str = "auto") -> Device:
         raise DeviceError("--device mps was asked for, but MPS is not available (use --device auto or cpu)")
     if name == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(local_rank)
+        return Device(torch.device("cuda", local_rank))
     return Device(torch.device(name))

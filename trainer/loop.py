@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from trainer import data
+from trainer import data, distributed
 from trainer.config import RunConfig
 from trainer.device import Device
+from trainer.distributed import World
 from trainer.ema import EMA
 
 SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the bar and the NaN check
@@ -66,30 +67,46 @@ def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_e
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
 
 
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, whole: int, cfg: RunConfig,
+               world: World = World()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to differentiate, the sum of the per-image losses) for this process's part of a batch of
+    ``whole`` images: its share of the batch's mean loss, times the number of processes, so that the
+    gradients DistributedDataParallel averages over the processes are the whole batch's."""
+    if world.size == 1:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        return loss, loss.detach() * len(y)
+    summed = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing, reduction="sum")
+    return summed * world.size / whole, summed.detach()
+
+
 def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, device: Device, cfg: RunConfig,
-                generator: torch.Generator, epoch: int, progress: bool = True,
-                ema: EMA | None = None) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training split; returns mean loss and accuracy."""
+                generator: torch.Generator, epoch: int, progress: bool = True, ema: EMA | None = None,
+                world: World = World()) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training split; returns mean loss and accuracy.
+
+    With several processes each takes its part of every batch (see :func:`data.batches`)."""
     model.train()
-    n_batches = -(-len(split) // cfg.batch_size)
+    n = len(split)
+    n_batches = -(-n // cfg.batch_size)
     losses = torch.zeros(n_batches, device=device.device)
     correct = torch.zeros((), dtype=torch.long, device=device.device)
-    seen, checked = 0, 0
-    bar = tqdm(total=len(split), desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress,
-               dynamic_ncols=True)
-    augment = data.augmenter(cfg.rotation, cfg.translate, generator)
+    seen, checked, b = 0, 0, -1
+    bar = tqdm(total=n, desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress, dynamic_ncols=True)
+    augment = data.augmentation(cfg.rotation, cfg.translate)
+    trained = distributed.unwrap(model)
     with bar:
-        for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment)):
+        for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment, rank=world.rank,
+                                                 world=world.size)):
             with device.autocast():
                 logits = model(device.inputs(x))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                loss, summed = batch_loss(logits, y, min(cfg.batch_size, n - b * cfg.batch_size), cfg, world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                ema.update(model)
-            losses[b] = loss.detach() * len(y)
+                ema.update(trained)
+            losses[b] = summed
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             if (b + 1) % SYNC_EVERY == 0 or b + 1 == n_batches:
@@ -98,36 +115,46 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
                 if len(bad):
                     raise NaNLoss(epoch, checked + int(bad[0]) + 1)
                 checked = b + 1
-                bar.update(seen - bar.n)
+                bar.update(min(n, seen * world.size) - bar.n)
                 bar.set_postfix(loss=f"{float(losses[: b + 1].sum()) / seen:.4f}",
                                 acc=f"{100 * int(correct) / seen:.2f}%")
-    return float(losses.sum()) / seen, int(correct) / seen
+    sums = distributed.total(torch.stack([losses.sum().double(), correct.double(),
+                                          torch.tensor(float(seen), device=device.device, dtype=torch.double)]))
+    return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: int = 1000) -> Evaluation:
-    """Loss, accuracy, predictions and confusion matrix on a split (no augmentation)."""
+def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: int = 1000,
+             world: World = World()) -> Evaluation:
+    """Loss, accuracy, predictions and confusion matrix on a split (no augmentation).
+
+    With several processes each evaluates a contiguous part; the sums are added up across them,
+    so every process knows the same accuracy, and the predictions are gathered on every process."""
     model.eval()
-    loss = torch.zeros((), device=device.device)
+    lo, hi = len(split) * world.rank // world.size, len(split) * (world.rank + 1) // world.size
+    part = data.Split(split.images[lo:hi], split.labels[lo:hi]) if world.size > 1 else split
+    loss = torch.zeros((), device=device.device, dtype=torch.double)
     preds, confs = [], []
-    for x, y in data.batches(split, batch_size):
+    for x, y in data.batches(part, batch_size):
         with device.autocast():
             logits = model(device.inputs(x)).float()
         loss += F.cross_entropy(logits, y, reduction="sum")
-        prob = logits.softmax(1)
-        conf, pred = prob.max(1)
+        conf, pred = logits.softmax(1).max(1)
         preds.append(pred)
         confs.append(conf)
-    pred = torch.cat(preds)
-    labels = split.labels
-    confusion = torch.bincount(labels * 10 + pred, minlength=100).reshape(10, 10)
+    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=device.device)
+    conf = torch.cat(confs).float() if confs else torch.zeros(0, device=device.device)
+    confusion = torch.bincount(part.labels * 10 + pred, minlength=100).reshape(10, 10).double()
+    counts = distributed.total(torch.cat([loss.reshape(1), confusion.reshape(-1)]))
+    gathered = distributed.gather((pred.cpu().numpy(), conf.cpu().numpy()))
+    confusion = counts[1:].reshape(10, 10).round().long().cpu().numpy()
     return Evaluation(
-        loss=float(loss) / max(len(split), 1),
-        correct=int((pred == labels).sum()),
+        loss=float(counts[0]) / max(len(split), 1),
+        correct=int(np.trace(confusion)),
         total=len(split),
-        predictions=pred.cpu().numpy(),
-        confidences=torch.cat(confs).float().cpu().numpy(),
-        confusion=confusion.cpu().numpy(),
+        predictions=np.concatenate([p for p, _ in gathered]),
+        confidences=np.concatenate([c for _, c in gathered]),
+        confusion=confusion,
     )
 
 

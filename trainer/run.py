@@ -15,9 +15,10 @@ import numpy as np
 import torch
 import torchvision
 
-from trainer import data, models, report
+from trainer import data, distributed, models, report
 from trainer.config import RunConfig, read
-from trainer.device import data_generator, resolve, set_threads
+from trainer.device import Device, data_generator, resolve, set_threads
+from trainer.distributed import World
 from trainer.ema import EMA
 from trainer.loop import Timer, evaluate, make_optimizer, make_scheduler, train_epoch
 from trainer.summary import summarize
@@ -79,14 +80,48 @@ class Result:
     seconds: float
 
 
-def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
-            echo: Callable[[str], None] = print) -> Result:
-    """Train (or continue) the run in ``run_dir``; checkpoints and workbook follow every epoch."""
-    device = resolve(cfg.device)
+@dataclass(frozen=True)
+class Target:
+    """The run folder to train in: a new one (named, or a timestamp; ``force`` replaces one) or one to resume."""
+
+    name: str | None = None
+    force: bool = False
+    resume: Path | None = None
+
+    def folder(self, cfg: RunConfig) -> Path:
+        return self.resume if self.resume is not None else new_run_dir(cfg, self.name, self.force)
+
+
+def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callable[[str], None] = print,
+            world: World = World()) -> Result:
+    """Train (or continue) a run; checkpoints and workbook follow every epoch.
+
+    Under torchrun every process calls this; they train one model together and rank 0 alone
+    decides the folder, prints and writes."""
+    device = resolve(cfg.device, world.local_rank)
     set_threads(cfg.threads)
+    distributed.start(world, device.device)
+    try:
+        run_dir = distributed.on_main(lambda: target.folder(cfg), (RunError,))
+        return _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
+                      echo if world.main else _silent)
+    finally:
+        distributed.stop()
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: World, progress: bool,
+           echo: Callable[[str], None]) -> Result:
+    if cfg.batch_size < world.size:
+        raise RunError(f"a batch of {cfg.batch_size} cannot be split between {world.size} processes")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = device.prepare(models.create(cfg.model))
+    if world.rank:  # the same initial weights everywhere, but each process its own dropout masks
+        torch.manual_seed(cfg.seed + 7919 * world.rank)
     mnist = data.load(cfg.data_dir, device.device)
     steps = math.ceil(len(mnist.train) / cfg.batch_size)
     optimizer = make_optimizer(cfg, model)
@@ -94,7 +129,7 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
         scheduler = make_scheduler(cfg, optimizer, steps)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    generator = data_generator(cfg.seed)
+    generator = data_generator(cfg.seed)  # the same data order and augmentation in every process
     ema = EMA(model, cfg.ema) if cfg.ema else None
     evaluated = ema.model if ema else model
     params = models.count_parameters(model)
@@ -103,6 +138,9 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
     if resume:
         # Loaded on the CPU: RNG states must stay there; weights and optimizer state follow the model.
         state = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+        if state.get("processes", 1) != world.size:
+            raise RunError(f"{run_dir} was trained by {state.get('processes', 1)} process(es); resume it with as many "
+                           f"(trainer run --nproc {state.get('processes', 1)} --resume {run_dir})")
         if ema:
             model.load_state_dict(state["trained model"])
             ema.load(state["model"], state["ema updates"])
@@ -111,48 +149,59 @@ def execute(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
-        device.set_rng_state(state["rng"], cfg.seed + state["epoch"])
+        rng = state["rng"] if world.size == 1 else state["rng"][world.rank]
+        device.set_rng_state(rng, cfg.seed + state["epoch"])
         history, best, elapsed = state["history"], state["best"], state["seconds"]
         start = state["epoch"] + 1
         echo(f"Resuming {run_dir} after epoch {state['epoch']}")
-    (run_dir / CONFIG_FILE).write_text(cfg.to_toml(), encoding="utf-8")
+    model_summary = summarize(model)
+    trained = distributed.wrap(model, device.device, world)
+    if world.main:
+        (run_dir / CONFIG_FILE).write_text(cfg.to_toml(), encoding="utf-8")
 
-    rep = report.Report(cfg.to_dict(), summarize(model), history, None,
+    rep = report.Report(cfg.to_dict(), model_summary, history, None,
                         mnist.raw_test.numpy(), mnist.test.labels.cpu().numpy())
-    rep.facts = {"device": device.describe(), "parameters": params, "torch": torch.__version__,
-                 "torchvision": torchvision.__version__, "python": platform.python_version(),
-                 "train images": len(mnist.train), "test images": len(mnist.test),
+    rep.facts = {"device": device.describe(), "parameters": params, "processes": world.size,
+                 "backend": world.backend or "none (one process)", "batch per process": cfg.batch_size // world.size
+                 if world.size > 1 else cfg.batch_size, "BatchNorm statistics": distributed.batch_norm(device.device, world),
+                 "torch": torch.__version__, "torchvision": torchvision.__version__,
+                 "python": platform.python_version(), "train images": len(mnist.train), "test images": len(mnist.test),
                  "normalization mean": round(mnist.mean, 4), "normalization std": round(mnist.std, 4)}
-    echo(f"Training {cfg.model} ({params:,} parameters) on {device.describe()}: "
+    where = device.describe() if world.size == 1 else \
+        f"{world.size} processes ({world.backend}) on {device.describe()}, {rep.facts['batch per process']} per process"
+    echo(f"Training {cfg.model} ({params:,} parameters) on {where}: "
          f"{len(mnist.train):,} train / {len(mnist.test):,} test images, epochs {start}..{cfg.epochs}")
     run_start = time.perf_counter()
     for epoch in range(start, cfg.epochs + 1):
         timer = Timer()
-        train_loss, train_acc = train_epoch(model, mnist.train, optimizer, scheduler, device, cfg, generator,
-                                            epoch, progress, ema)
-        ev = evaluate(evaluated, mnist.test, device)
+        train_loss, train_acc = train_epoch(trained, mnist.train, optimizer, scheduler, device, cfg, generator,
+                                            epoch, progress, ema, world)
+        ev = evaluate(evaluated, mnist.test, device, world=world)
         seconds = timer.seconds
         lr = optimizer.param_groups[0]["lr"]
         history.append({"epoch": epoch, "lr": lr, "train loss": train_loss, "train acc": train_acc,
                         "test loss": ev.loss, "test acc": ev.accuracy, "test correct": ev.correct,
                         "seconds": round(seconds, 2)})
         echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "
-             f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s")
+             f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s"
+             + (f" | {world.size} processes" if world.size > 1 else ""))
         total_seconds = elapsed + time.perf_counter() - run_start
-        # "model" holds the weights that were evaluated (the average when EMA is on)
-        state = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                 "rng": device.rng_state(), "history": history, "best": max(best, ev.accuracy),
-                 "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict()}
-        if ema:
-            state.update({"trained model": model.state_dict(), "ema updates": ema.updates})
-        _save(state, run_dir / LAST)
-        if ev.accuracy > best:
-            best = ev.accuracy
-            _save(state, run_dir / BEST)
-        rep.evaluation = ev
-        rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
-                          "best test acc": best})
-        report.write(run_dir / WORKBOOK, rep)
+        rngs = distributed.gather(device.rng_state())
+        if world.main:
+            # "model" holds the weights that were evaluated (the average when EMA is on)
+            state = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                     "rng": rngs[0] if world.size == 1 else rngs, "processes": world.size,
+                     "history": history, "best": max(best, ev.accuracy),
+                     "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict()}
+            if ema:
+                state.update({"trained model": model.state_dict(), "ema updates": ema.updates})
+            _save(state, run_dir / LAST)
+            if ev.accuracy > best:
+                _save(state, run_dir / BEST)
+            rep.evaluation = ev
+            rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
+                              "best test acc": max(best, ev.accuracy)})
+            report.write(run_dir / WORKBOOK, rep)
+        best = max(best, ev.accuracy)
     return Result(run_dir, history, params, elapsed + time.perf_counter() - run_start)
-
