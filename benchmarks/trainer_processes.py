@@ -24,10 +24,10 @@ import torch
 
 from trainer import data, distributed, models
 from trainer.config import RunConfig
-from trainer.device import data_generator, resolve
+from trainer.device import cores, data_generator, resolve
 from trainer.loop import batch_loss, make_optimizer
 
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CORES = cores()
 
 
 def train_rate(data_dir: str, batches: int, world: distributed.World, threads: int, out: Path | None = None) -> float:

@@ -1,6 +1,6 @@
 """Images per second of three training pipelines on the same model and batch size, in one run.
 
-    python benchmarks/trainer_throughput.py --data-dir ../shared/datasets/mnist [--run-dir outputs/runs/seed1]
+    python benchmarks/trainer_throughput.py --data-dir ../shared/datasets/mnist [--run-dir outputs/runs/NAME]
 
 (a) the classic pipeline: torchvision MNIST dataset + PIL RandomRotation + DataLoader
 (b) this project's: the dataset as tensors on the device, batches augmented on the device

@@ -224,6 +224,8 @@ def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **opt
     from trainer.sweep import SweepError, plan, sweep_name
     from trainer.sweep import run as run_sweep
 
+    if options.pop("seed") is not None:
+        raise click.UsageError("a sweep takes its seeds from --seeds (e.g. --seeds 1-10), not --seed")
     try:
         base = check((read(config_file) if config_file else RunConfig()).updated(**options))
         folder = out_dir / (name or sweep_name(options, dict(grid), seeds))

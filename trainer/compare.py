@@ -84,6 +84,11 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
 
 
+def _extra_columns(keys: list[str]) -> list[str]:
+    """Varying settings shown in columns of their own (the model always has one)."""
+    return [k for k in keys if k != "model"]
+
+
 def configuration(run: Run, keys: list[str]) -> str:
     """The name of a run's configuration: its values of the varying settings (all runs: its model)."""
     if not keys:
@@ -103,13 +108,14 @@ def describe(run: Run) -> str:
 def summary_table(runs: list[Run], target: float) -> str:
     """The Runs table and one summary line per configuration, as Markdown."""
     keys = varying(runs)
-    head = ["run", "model", "params", "seed", *keys, "test acc, last 3 epochs", "min of last 3",
+    head = ["run", "model", "params", "seed", *_extra_columns(keys), "test acc, last 3 epochs", "min of last 3",
             f"first epoch ≥ {100 * target:g}%", "best", "wall time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         first = r.first_at(target)
         cells = [r.name, r.settings["model"], f"{r.params:,}", str(r.settings["seed"]),
-                 *[_text(r.settings[k]) for k in keys], " / ".join(f"{100 * a:.2f}%" for a in r.last_three),
+                 *[_text(r.settings[k]) for k in _extra_columns(keys)],
+                 " / ".join(f"{100 * a:.2f}%" for a in r.last_three),
                  f"{100 * min(r.last_three):.2f}%", "never" if first is None else str(first),
                  f"{100 * max(r.accuracies):.2f}%", f"{r.seconds:.0f} s"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -175,7 +181,8 @@ class _Layout:
     # Runs sheet columns
     @property
     def run_columns(self) -> list[str]:
-        return ["run", "configuration", "model", "params", "seed", *self.keys, "test acc, 3rd last", "2nd last",
+        return ["run", "configuration", "model", "params", "seed", *_extra_columns(self.keys), "test acc, 3rd last",
+                "2nd last",
                 "last", "min of last 3", "first epoch ≥ target", "best", "wall time (s)"]
 
     def run_col(self, header: str) -> int:
@@ -217,7 +224,7 @@ def _runs_sheet(book: Book, lay: _Layout, target: float) -> None:
     for i, r in enumerate(lay.runs):
         row, n = lay.run_row(i), len(r.history)
         values = [r.name, configuration(r, lay.keys), r.settings["model"], r.params, r.settings["seed"],
-                  *[r.settings[k] for k in lay.keys]]
+                  *[r.settings[k] for k in _extra_columns(lay.keys)]]
         for c, v in enumerate(values):
             ws.write(row, c, v)
         last = lay.run_col("test acc, 3rd last")

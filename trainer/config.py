@@ -32,7 +32,7 @@ class RunConfig:
     rotation: float = 7.0  # degrees, ± (augmentation)
     translate: float = 0.03  # fraction of the image, ±
     label_smoothing: float = 0.0
-    ema: float = 0.0  # decay per step of the weight average used for evaluation; 0: evaluate the trained weights
+    ema: float = 0.999  # decay per step of the weight average that is evaluated; 0: evaluate the trained weights
     seed: int = 1
     device: str = "auto"
     threads: int = 0  # CPU threads; 0: one per core

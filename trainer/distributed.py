@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from trainer.device import cores
+
 T = TypeVar("T")
 
 
@@ -128,8 +130,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     logging.getLogger("torch.distributed").setLevel(logging.ERROR)  # torchrun's notices, not ours
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the cores split between processes
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))  # the cores split between processes
     try:
         torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainer", *argv]))
     except ChildFailedError as exc:

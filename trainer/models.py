@@ -64,6 +64,8 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("tiny", "default: conv 8-16, pool, conv 12(pad)-12-12-16, GAP, dropout, FC",
                   lambda: Net([(8, 0), (16, 0)], [(12, 1), (12, 0), (12, 0), (16, 0)], dropout=0.01)),
+        ModelSpec("deep", "conv 8-16, pool, conv 12(pad)-12-12-16-16, GAP, dropout, FC (tiny with one more layer)",
+                  lambda: Net([(8, 0), (16, 0)], [(12, 1), (12, 0), (12, 0), (16, 0), (16, 0)], dropout=0.01)),
         ModelSpec("slim", "8-16, 1×1→8, pool, 12-12-16-16(pad), GAP, dropout, FC",
                   lambda: Net([(8, 0), (16, 0)], [(12, 0), (12, 0), (16, 0), (16, 1)], dropout=0.05, squeeze=8)),
         ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, dropout, FC",

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import tomli_w
 import torch
 from tqdm import tqdm
 
 from trainer import compare
 from trainer.config import RunConfig, check, read
+from trainer.device import cores
 from trainer.report import DEFAULT_TARGET
 from trainer.run import CONFIG_FILE, LAST, completed_epochs
 
@@ -88,7 +88,7 @@ def _command(job: Job, run_dir: Path, state: str, threads: int) -> list[str]:
         return base + ["--resume", str(run_dir)]
     requested = run_dir.parent / ".requested" / f"{job.name}.toml"
     requested.parent.mkdir(parents=True, exist_ok=True)
-    requested.write_text(tomli_w.dumps(job.cfg.to_dict()), encoding="utf-8")
+    requested.write_text(job.cfg.to_toml(), encoding="utf-8")
     return base + ["--config", str(requested), "--name", job.name, "--out-dir", str(run_dir.parent), "--force"]
 
 
@@ -97,8 +97,7 @@ def _placement(workers: int) -> tuple[int, list[dict[str, str]]]:
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > 1:
         return 0, [{"CUDA_VISIBLE_DEVICES": str(i % gpus)} for i in range(workers)]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers), [{} for _ in range(workers)]
+    return max(1, cores() // workers), [{} for _ in range(workers)]
 
 
 def _epochs_logged(run_dir: Path) -> int:
