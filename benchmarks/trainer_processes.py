@@ -57,6 +57,7 @@ def train_rate(data_dir: str, batches: int, world: distributed.World, threads: i
         loss.backward()
         optimizer.step()
     rate = batches * cfg.batch_size / (time.perf_counter() - start)
+    del model, optimizer
     distributed.stop()
     if out is not None:
         out.write_text(str(rate))

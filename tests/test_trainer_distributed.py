@@ -45,6 +45,7 @@ def one_ddp_step(rank: int, port: int, out: str) -> None:
     loss, _ = batch_loss(model(x), y, BATCH, RunConfig(), world)
     loss.backward()
     torch.save({name: p.grad for name, p in distributed.unwrap(model).named_parameters()}, f"{out}/grad{rank}.pt")
+    del model
     distributed.stop()
 
 

@@ -7,6 +7,7 @@ here is a no-op, so the training code reads the same either way. Only rank 0 pri
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -52,9 +53,16 @@ def start(world: World, device: torch.device) -> None:
                                 device_id=device if device.type == "cuda" else None)
 
 
-def stop() -> None:
+def stop(finished: bool = True) -> None:
+    """Leave the process group. After work that ``finished`` everywhere, wait for every process first
+    (after a failure the others may never arrive). Models wrapped by :func:`wrap` must be dropped
+    before: the group's last references are collected here, while Python is still whole; freed at
+    interpreter exit instead, gloo's threads may abort the process."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def total(tensor: torch.Tensor) -> torch.Tensor:

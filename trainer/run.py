@@ -103,10 +103,12 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
     distributed.start(world, device.device)
     try:
         run_dir = distributed.on_main(lambda: target.folder(cfg), (RunError,))
-        return _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
-                      echo if world.main else _silent)
-    finally:
+        result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
+                        echo if world.main else _silent)
         distributed.stop()
+        return result
+    finally:
+        distributed.stop(finished=False)
 
 
 def _silent(*args, **kwargs) -> None:
