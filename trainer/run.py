@@ -184,9 +184,6 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         history.append({"epoch": epoch, "lr": lr, "train loss": train_loss, "train acc": train_acc,
                         "test loss": ev.loss, "test acc": ev.accuracy, "test correct": ev.correct,
                         "seconds": round(seconds, 2)})
-        echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "
-             f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s"
-             + (f" | {world.size} processes" if world.size > 1 else ""))
         total_seconds = elapsed + time.perf_counter() - run_start
         rngs = distributed.gather(device.rng_state())
         if world.main:
@@ -206,4 +203,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
                               "best test acc": max(best, ev.accuracy)})
             report.write(run_dir / WORKBOOK, rep)
         best = max(best, ev.accuracy)
+        # printed once the epoch is saved: an interruption after this line keeps it
+        echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "
+             f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s"
+             + (f" | {world.size} processes" if world.size > 1 else ""))
     return Result(run_dir, history, params, elapsed + time.perf_counter() - run_start)
