@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 
 from trainer import data, distributed, models
+from trainer.compare import read_run
 from trainer.config import RunConfig
 from trainer.device import cores, data_generator, resolve
 from trainer.loop import batch_loss, make_optimizer
+from trainer.report import DEFAULT_TARGET
 
 CORES = cores()
 
@@ -72,14 +74,11 @@ def _rank(rank: int, size: int, port: int, data_dir: str, batches: int, folder: 
 def full_run(data_dir: str, out: Path, name: str, *extra: str) -> str:
     subprocess.run([sys.executable, "-m", "trainer", "run", "--data-dir", data_dir, "--seed", "1", "--name", name,
                     "--out-dir", str(out), "--no-progress", *extra], check=True, stdout=subprocess.DEVNULL)
-    state = torch.load(out / name / "last.pt", weights_only=False)
-    elapsed, first = 0.0, None
-    for h in state["history"]:
-        elapsed += h["seconds"]
-        if first is None and h["test acc"] >= 0.994:
-            first = f"epoch {h['epoch']} after {elapsed:.0f} s"
-    last = " / ".join(f"{100 * h['test acc']:.2f}" for h in state["history"][-3:])
-    return f"first ≥ 99.4%: {first or 'never'}; last three {last}%; {state['seconds']:.0f} s in all"
+    run = read_run(out / name)
+    first = run.first_at(DEFAULT_TARGET)
+    reached = "never" if first is None else f"epoch {first} after {run.seconds_until(first):.0f} s"
+    last = " / ".join(f"{100 * a:.2f}" for a in run.last_three)
+    return f"first ≥ 99.4%: {reached}; last three {last}%; {run.seconds:.0f} s in all"
 
 
 def main() -> None:

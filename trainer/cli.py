@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from trainer import __version__
-from trainer.config import OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig, check, read
+from trainer.config import NOT_SWEPT, OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig, check, read
 from trainer.data import DataError
 from trainer.device import CHOICES, DeviceError
 from trainer.loop import NaNLoss
@@ -91,12 +90,12 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
       trainer run --nproc 2 --data-dir ../shared/datasets/mnist      # data-parallel, 2 processes
     """
     from trainer import distributed
-    from trainer.run import RESUMABLE, RunError, Target, completed_epochs, execute, resume_config
+    from trainer.run import RESUMABLE, RunError, Target, completed_epochs, execute, resume_config, timestamp
 
     world = distributed.from_environment()
-    echo = click.echo if world.main else _quiet
+    echo = click.echo if world.main else distributed.quiet
     if resume is None and not name:
-        name = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = timestamp()
     target = Target(name, force, resume)
     try:
         if resume is not None:
@@ -136,10 +135,6 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
     echo(f"Done in {result.seconds:.0f} s: {result.run_dir / 'training.xlsx'}")
     if last:
         echo(f"Test accuracy of the last {len(last)} epochs: " + ", ".join(f"{100 * h['test acc']:.2f}%" for h in last))
-
-
-def _quiet(*args, **kwargs) -> None:
-    pass
 
 
 def _arguments(ctx: click.Context, **changes: Any) -> list[str]:
@@ -182,13 +177,12 @@ class Setting(click.ParamType):
     """KEY=V1,V2,… : one setting of `trainer run` and the values to try, each checked as that option checks it."""
 
     name = "key=values"
-    NOT_SWEPT = ("seed", "device", "threads", "data_dir")  # seeds have --seeds; the rest is where a run happens
 
     def convert(self, value: Any, param, ctx) -> tuple[str, list]:
         if isinstance(value, tuple):
             return value
         options = {o.name: o for o in run.params
-                   if o.name in RunConfig.__dataclass_fields__ and o.name not in self.NOT_SWEPT}
+                   if o.name in RunConfig.__dataclass_fields__ and o.name not in NOT_SWEPT}
         key, sep, values = str(value).partition("=")
         option = options.get(key.strip().replace("-", "_"))
         if not sep or not values or option is None:

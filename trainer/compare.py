@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ class Run:
 
     def first_at(self, target: float) -> int | None:
         return next((h["epoch"] for h in self.history if h["test acc"] >= target), None)
+
+    def seconds_until(self, epoch: int) -> float:
+        """Training and testing time up to the end of ``epoch``."""
+        return sum(h["seconds"] for h in self.history if h["epoch"] <= epoch)
 
 
 def read_run(path: Path) -> Run:
@@ -93,10 +98,11 @@ def configuration(run: Run, keys: list[str]) -> str:
     """The name of a run's configuration: its values of the varying settings (all runs: its model)."""
     if not keys:
         return run.settings["model"]
-    return ", ".join(f"{k}={_text(run.settings[k])}" for k in keys)
+    return ", ".join(f"{k}={text(run.settings[k])}" for k in keys)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A setting's value as run and configuration names show it: 0.1, not 0.1000000000000000055."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -114,7 +120,7 @@ def summary_table(runs: list[Run], target: float) -> str:
     for r in runs:
         first = r.first_at(target)
         cells = [r.name, r.settings["model"], f"{r.params:,}", str(r.settings["seed"]),
-                 *[_text(r.settings[k]) for k in _extra_columns(keys)],
+                 *[text(r.settings[k]) for k in _extra_columns(keys)],
                  " / ".join(f"{100 * a:.2f}%" for a in r.last_three),
                  f"{100 * min(r.last_three):.2f}%", "never" if first is None else str(first),
                  f"{100 * max(r.accuracies):.2f}%", f"{r.seconds:.0f} s"]
@@ -170,7 +176,7 @@ class _Layout:
     def loss_col(self, i: int) -> int:
         return self.mean_col(len(self.groups)) + i
 
-    @property
+    @cached_property
     def groups(self) -> list[tuple[str, list[Run]]]:
         return _grouped(self.runs, self.keys)
 
@@ -179,7 +185,7 @@ class _Layout:
         return f"{quote_sheetname(CURVES)}!{xl_range_abs(self.curve_row(1), col, last, col)}"
 
     # Runs sheet columns
-    @property
+    @cached_property
     def run_columns(self) -> list[str]:
         return ["run", "configuration", "model", "params", "seed", *_extra_columns(self.keys), "test acc, 3rd last",
                 "2nd last",

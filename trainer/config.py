@@ -67,6 +67,7 @@ class RunConfig:
 
 
 EXECUTION = ("device", "threads", "data_dir", "out_dir")  # how and where a run happens, not what it computes
+NOT_SWEPT = ("seed", *EXECUTION)  # a sweep takes its seeds from --seeds and varies only what runs compute
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("onecycle", "step", "none")
 

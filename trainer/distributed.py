@@ -153,10 +153,19 @@ def launch(nproc: int, argv: list[str]) -> int:
     return 0
 
 
+def interrupt(signum: int, frame: Any) -> None:
+    """A signal handler that stops the process the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def exit_on_termination(world: World) -> None:
     """Under torchrun, turn the SIGTERM the launcher sends on Ctrl-C or a failure elsewhere into
     KeyboardInterrupt, so each process stops where a plain run stops on Ctrl-C."""
     import signal
 
     if world.size > 1:
-        signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def quiet(*args: Any, **kwargs: Any) -> None:
+    """The echo of every process but rank 0: nothing."""

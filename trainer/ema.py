@@ -21,22 +21,21 @@ class EMA:
             p.requires_grad_(False)
         self.decay = decay
         self.updates = 0
-        self._pairs = self._floating(self.model), self._floating(model)
-
-    @staticmethod
-    def _floating(model: nn.Module) -> list[torch.Tensor]:
-        return [t for t in model.state_dict().values() if t.dtype.is_floating_point]
+        averaged, current = self.model.state_dict(), model.state_dict()
+        floating = [k for k, t in current.items() if t.dtype.is_floating_point]
+        self._averaged = [averaged[k] for k in floating]
+        self._current = [current[k] for k in floating]
+        # counters such as BatchNorm's num_batches_tracked are copied, not averaged
+        self._counters = [(averaged[k], t) for k, t in current.items() if not t.dtype.is_floating_point]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average towards ``model`` (the model it was made from) after one training step."""
+    def update(self) -> None:
+        """Move the average towards the model it was made from, after one training step."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        averaged, current = self._pairs
-        torch._foreach_lerp_(averaged, current, 1 - decay)
-        for name, buffer in model.named_buffers():  # counters such as BatchNorm's num_batches_tracked
-            if not buffer.dtype.is_floating_point:
-                self.model.get_buffer(name).copy_(buffer)
+        torch._foreach_lerp_(self._averaged, self._current, 1 - decay)
+        for average, counter in self._counters:
+            average.copy_(counter)
 
     def load(self, state: dict, updates: int) -> None:
         self.model.load_state_dict(state)

@@ -93,7 +93,6 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
     seen, checked, b = 0, 0, -1
     bar = tqdm(total=n, desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress, dynamic_ncols=True)
     augment = data.augmentation(cfg.rotation, cfg.translate)
-    trained = distributed.unwrap(model)
     with bar:
         for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment, rank=world.rank,
                                                  world=world.size)):
@@ -105,7 +104,7 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                ema.update(trained)
+                ema.update()
             losses[b] = summed
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)

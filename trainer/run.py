@@ -31,9 +31,14 @@ class RunError(ValueError):
     """A run that cannot start or continue; the message says why."""
 
 
+def timestamp() -> str:
+    """The name of a run folder not given one."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
     """outputs/runs/<name or timestamp>; an existing one needs ``force`` (its results are then replaced)."""
-    run_dir = Path(cfg.out_dir) / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = Path(cfg.out_dir) / (name or timestamp())
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise RunError(f"{run_dir} already exists; use --resume {run_dir} to continue it or --force to replace it")
@@ -104,15 +109,11 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
     try:
         run_dir = distributed.on_main(lambda: target.folder(cfg), (RunError,))
         result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
-                        echo if world.main else _silent)
+                        echo if world.main else distributed.quiet)
         distributed.stop()
         return result
     finally:
         distributed.stop(finished=False)
-
-
-def _silent(*args, **kwargs) -> None:
-    pass
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: World, progress: bool,

@@ -22,8 +22,9 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from trainer import compare
-from trainer.config import RunConfig, check, read
+from trainer import compare, distributed
+from trainer.compare import text
+from trainer.config import NOT_SWEPT, RunConfig, check, read
 from trainer.device import cores
 from trainer.report import DEFAULT_TARGET
 from trainer.run import CONFIG_FILE, LAST, completed_epochs
@@ -41,16 +42,12 @@ class Job:
     cfg: RunConfig
 
 
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def plan(base: RunConfig, grid: dict[str, list], seeds: list[int]) -> list[Job]:
     """One job per point of the grid and seed, in that order."""
     jobs = []
     for point in itertools.product(*grid.values()):
         settings = dict(zip(grid, point))
-        prefix = ",".join(f"{k}={_text(v)}" for k, v in settings.items())
+        prefix = ",".join(f"{k}={text(v)}" for k, v in settings.items())
         for seed in seeds:
             cfg = check(base.updated(**settings, seed=seed))
             jobs.append(Job(f"{prefix}-seed{seed}" if prefix else f"seed{seed}", cfg))
@@ -59,9 +56,8 @@ def plan(base: RunConfig, grid: dict[str, list], seeds: list[int]) -> list[Job]:
 
 def sweep_name(options: dict[str, Any], grid: dict[str, list], seeds: list[int]) -> str:
     """A folder name made from what the command sets: seeds1-10, ema=0.999-seeds1-10, model=tiny,slim-seeds1-3."""
-    parts = [f"{k}={_text(v)}" for k, v in options.items() if v is not None and k not in ("data_dir", "device",
-                                                                                           "threads", "seed")]
-    parts += [f"{k}={','.join(map(_text, values))}" for k, values in grid.items()]
+    parts = [f"{k}={text(v)}" for k, v in options.items() if v is not None and k not in NOT_SWEPT]
+    parts += [f"{k}={','.join(map(text, values))}" for k, values in grid.items()]
     contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
     parts.append(f"seeds{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else
                  "seeds" + ",".join(map(str, seeds)))
@@ -129,7 +125,7 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
     free, running, failed = list(range(workers)), {}, []
     bar = tqdm(total=sum(job.cfg.epochs for job in jobs), initial=sum(done.values()), unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+    previous = signal.signal(signal.SIGTERM, distributed.interrupt) if threading.current_thread() is threading.main_thread() \
         else None
     try:
         while todo or running:
@@ -180,6 +176,3 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
                          f"compared in {path}")
     return compare.summary_table(runs, target) + f"\nWrote {path}"
 
-
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
