@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from trainer import data, distributed, models
-from trainer.compare import read_run
+from trainer.run import read_run
 from trainer.config import RunConfig
 from trainer.device import cores, data_generator, resolve
 from trainer.loop import batch_loss, make_optimizer

@@ -20,6 +20,8 @@ import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
+from sheetprop import wording
+
 
 class OutputError(OSError):
     """The output file cannot be written; the message says why in one line."""
@@ -73,7 +75,7 @@ def check_target(path: Path, force: bool) -> Path:
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name such as {path / 'book.xlsx'}")
     if path.exists() and not force:
-        raise OutputError(f"{path} already exists; use --force to overwrite it")
+        raise OutputError(f"{path} already exists; use {wording.setting('force')} to overwrite it")
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist")
     if path.suffix.lower() != ".xlsx":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from sheetprop import __version__, template
+from sheetprop import __version__, template, wording
 from sheetprop.book import OutputError
-from sheetprop.layout import TrainingLayout, lr_label
+from sheetprop.layout import TrainingLayout
 from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
 from sheetprop.template import TemplateError
@@ -21,19 +20,26 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-class PositiveNumber(click.FloatRange):
-    """A finite, strictly positive float."""
+class LearningRate(click.ParamType):
+    """A learning rate, checked as the Python API checks it (a finite positive number)."""
 
     name = "learning rate"
 
-    def __init__(self) -> None:
-        super().__init__(min=0, min_open=True)
-
     def convert(self, value, param, ctx):
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
+        from sheetprop.api import BuildError, check_learning_rate
+
+        try:
+            return check_learning_rate(value)
+        except BuildError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class CommandGroup(click.Group):
+    """A command group whose messages name settings as options (``--force``, not ``force=True``)."""
+
+    def invoke(self, ctx: click.Context):
+        with wording.command_line():
+            return super().invoke(ctx)
 
 
 class ManyValues(click.Option):
@@ -67,7 +73,7 @@ class ManyValues(click.Option):
         option.process = process
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sheetprop")
 def main() -> None:
     """Backpropagation as a live Excel workbook.
@@ -78,16 +84,16 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--lr", "learning_rates", cls=ManyValues, type=PositiveNumber(), metavar="η [η ...]",
+@click.option("--lr", "learning_rates", cls=ManyValues, type=LearningRate(), metavar="η [η ...]",
               help="Learning rates, one training sheet each (default: the template's).")
 @click.option("--iterations", type=click.IntRange(1, TrainingLayout.max_iterations()), default=None,
               help="Gradient-descent steps per learning rate (default: the template's, 100 for classic).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("outputs/backprop.xlsx"),
-              show_default=True, help="Workbook to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Workbook to write  [default: outputs/backprop.xlsx, the folder made if needed]")
 @click.option("--template", "template_name", default="classic", show_default=True, metavar="NAME|PATH",
               help="A template name from `sheetprop templates` or a path to a .toml file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing workbook.")
-def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, template_name: str,
+def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path | None, template_name: str,
           force: bool) -> None:
     """Write the live backpropagation workbook.
 
@@ -95,30 +101,17 @@ def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path, 
     Example:
       sheetprop build --lr 0.1 0.2 0.5 0.8 1 2
     """
-    from sheetprop.workbook import DEFAULT_ERROR_TARGET, build as build_workbook
+    from sheetprop.api import BuildError, build as build_workbook
 
     try:
-        net = template.load(template_name)
-    except TemplateError as exc:
-        raise click.ClickException(str(exc)) from None
-    lrs = list(learning_rates) or list(net.learning_rates)
-    repeated = sorted({lr_label(lr) for lr in lrs if lrs.count(lr) > 1})
-    if repeated:
-        raise click.BadParameter(f"repeated learning rate {', '.join(repeated)}", param_hint="'--lr'")
-    iterations = iterations or net.iterations
-    try:
-        summaries = build_workbook(net, lrs, iterations, out, force=force)
-    except OutputError as exc:
+        built = build_workbook(template_name, list(learning_rates) or None, iterations, out, force=force)
+    except BuildError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (TemplateError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
     except LimitError as exc:
-        raise Refused(f"{net.name} cannot be written for Excel: {exc}") from None
-    cells = len(lrs) * (iterations + 1) * len(TrainingLayout(net, iterations).columns)
-    click.echo(f"Wrote {out} ({net.name}: {len(lrs)} learning rates × {iterations} iterations, "
-               f"{cells:,} formula cells in the training sheets)")
-    click.echo(f"{'η':>8}  {'E_total(0)':>12}  {f'E_total({iterations})':>14}  first E_total < {DEFAULT_ERROR_TARGET:g}")
-    for s in summaries:
-        first = "never" if s.first_below is None else str(s.first_below)
-        click.echo(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {s.end:>14.9f}  {first}")
+        raise Refused(str(exc)) from None
+    click.echo(built.table())
 
 
 @main.command()
@@ -152,7 +145,7 @@ def verify(file: Path, tolerance: float) -> None:
     The inputs (sample, initial parameters, learning rates) are read from the file, so edits
     made in Excel or LibreOffice are checked too. Exit 0 when every cell is within tolerance.
     """
-    from sheetprop.verify import VerifyError, verify as verify_file
+    from sheetprop.verification import VerifyError, verify as verify_file
 
     try:
         report = verify_file(file)

@@ -151,7 +151,7 @@ def _cached(value: float) -> float | str:
 
 
 def _meta_sheet(book: Book, plan: Plan) -> None:
-    """A hidden sheet from which ``sheetprop verify`` rebuilds the network (see :mod:`sheetprop.verify`)."""
+    """A hidden sheet from which ``sheetprop verify`` rebuilds the network (see :mod:`sheetprop.verification`)."""
     ws = book.add_sheet(META_SHEET)
     ws.write(0, 0, "Read by `sheetprop verify`: iterations; the network as JSON (over row 3); the training sheets.")
     ws.write_number(1, 0, plan.iterations)

@@ -49,11 +49,11 @@ def test_version_and_help():
 
 
 @pytest.mark.parametrize("lrs, words", [
-    (["abc"], "not a valid learning rate"),
-    (["0"], "not in the range"),
-    (["-0.5"], "not in the range"),
-    (["nan"], "not a finite number"),
-    (["inf"], "not a finite number"),
+    (["abc"], "learning rate 'abc' is not a number"),
+    (["0"], "must be a finite positive number"),
+    (["-0.5"], "must be a finite positive number"),
+    (["nan"], "must be a finite positive number"),
+    (["inf"], "must be a finite positive number"),
     (["0.5", "0.5"], "repeated learning rate 0.5"),
     ([], "requires at least one value"),
 ])

@@ -8,7 +8,7 @@ from sheetprop import recalc, template
 from sheetprop.cli import main
 from sheetprop.layout import TrainingLayout, defined_name, training_sheet_name
 from sheetprop.quantities import Param
-from sheetprop.verify import compare, read_setup, scan_errors
+from sheetprop.verification import compare, read_setup, scan_errors
 from tests.xlsx import assert_recalculation_matches_cache
 from sheetprop.workbook import build
 

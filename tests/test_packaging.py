@@ -1,8 +1,10 @@
 """A regular install: build the wheel, install it into a fresh virtualenv, use it from outside the repository."""
 
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -21,19 +23,32 @@ def wheel(tmp_path_factory) -> Path:
     """The project's wheel, built from a clean copy of the sources (no stale build folder)."""
     tmp = tmp_path_factory.mktemp("wheel")
     shutil.copytree(REPO, tmp / "src", ignore=SKIP)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(tmp / "src")], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                             str(tmp / "dist"), str(tmp / "src")], capture_output=True, text=True)
+    assert result.returncode == 0, f"pip wheel failed:\n{result.stdout}{result.stderr}"
     return next((tmp / "dist").glob("sheetprop-*.whl"))
 
 
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory) -> Path:
-    """A fresh virtualenv holding the wheel; its dependencies come from this machine's packages, offline
-    (the virtualenv has no pip or setuptools of its own, so the machine's serve both)."""
+    """A fresh virtualenv holding the wheel, installed offline. The dependencies come from the environment
+    running the tests (a virtualenv or the system's Python): its package folders are added after the new
+    virtualenv's own, so the wheel's sheetprop and trainer come first and the checkout is never seen."""
     env = tmp_path_factory.mktemp("venv") / "env"
-    venv.create(env, system_site_packages=True, with_pip=False)
-    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-index", str(wheel)], check=True,
-                   capture_output=True)
+    venv.create(env)  # without pip of its own (a Python without ensurepip has none to give): ours serves it
+    python = env / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    running = dict.fromkeys(site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(own) / "running-environment.pth").write_text("\n".join(p for p in running if Path(p).is_dir()) + "\n")
+    # --force-reinstall: the running environment may hold this very version (an editable install)
+    result = subprocess.run([*pip, "install", "--no-index", "--no-deps", "--force-reinstall", str(wheel)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"pip install of the wheel failed:\n{result.stdout}{result.stderr}"
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True)
+    unmet = [line for line in check.stdout.splitlines() if line.startswith("sheetprop ")]
+    assert not unmet, "the wheel's dependencies are not met:\n" + "\n".join(unmet)
     return env / "bin"
 
 

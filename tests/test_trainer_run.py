@@ -1,5 +1,9 @@
 """End-to-end runs on a few hundred generated images (CPU, a few seconds each)."""
 
+import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import openpyxl
@@ -32,10 +36,22 @@ def one_epoch(mnist_dir, tmp_path_factory):
 
 def test_one_epoch_run_writes_checkpoints_config_and_workbook(one_epoch):
     run_dir, output = one_epoch
-    assert {p.name for p in run_dir.iterdir()} == {"training.xlsx", "last.pt", "best.pt", "config.toml"}
+    assert {p.name for p in run_dir.iterdir()} == {"training.xlsx", "history.csv", "last.pt", "best.pt", "config.toml"}
     assert "Epoch 1: train loss" in output and "(" in output and "/120) | lr" in output
     state = torch.load(run_dir / "last.pt", weights_only=False)
     assert state["epoch"] == 1 and len(state["history"]) == 1
+
+
+def test_the_epoch_history_is_also_a_csv_file_with_the_checkpoints_values(one_epoch):
+    run_dir, _ = one_epoch
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    saved = torch.load(run_dir / "last.pt", weights_only=False)["history"]
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_correct",
+                             "seconds"]
+    assert len(rows) == len(saved) == 1
+    assert {k: float(v) for k, v in rows[0].items()} == {k: float(v) for k, v in saved[0].items()}
+    assert int(rows[0]["test_correct"]) == round(float(rows[0]["test_acc"]) * 120)
 
 
 def test_workbook_has_five_sheets_charts_and_pictures(one_epoch):
@@ -174,14 +190,14 @@ def test_resuming_a_finished_run_says_it_is_complete(one_epoch):
     run_dir, _ = one_epoch
     before = (run_dir / "last.pt").stat().st_mtime_ns
     result = run("--resume", run_dir)
-    assert result.exit_code == 0 and result.output.strip() == f"{run_dir} is complete (1 of 1 epochs); nothing to do"
+    assert result.exit_code == 0 and result.output.strip() == f"{run_dir} is complete (1 of 1 epoch); nothing to do"
     assert (run_dir / "last.pt").stat().st_mtime_ns == before
 
 
 def test_resume_refuses_settings_it_cannot_change_in_one_line(one_epoch):
     result = run("--resume", one_epoch[0], "--lr", 0.3)
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
-    assert "accepts only --epochs, --device, --threads, --data-dir (got lr)" in result.output
+    assert "accepts only --epochs, --device, --threads, --data-dir (got --lr)" in result.output
 
 
 def test_data_order_does_not_depend_on_the_device(one_epoch):
@@ -227,7 +243,7 @@ def test_a_run_with_a_weight_average_resumes_exactly(mnist_dir, tmp_path, monkey
     for key in ("model", "trained model"):
         for name, value in whole[key].items():
             assert torch.equal(value, cut[key][name]), (key, name)
-    assert [h["test acc"] for h in whole["history"]] == [h["test acc"] for h in cut["history"]]
+    assert [h["test_acc"] for h in whole["history"]] == [h["test_acc"] for h in cut["history"]]
 
 
 def test_the_test_accuracy_chart_has_a_target_line(one_epoch):
@@ -236,3 +252,21 @@ def test_the_test_accuracy_chart_has_a_target_line(one_epoch):
     wb = openpyxl.load_workbook(one_epoch[0] / "training.xlsx")
     sheet, ref = next(iter(wb.defined_names["target"].destinations))
     assert wb[sheet][ref.replace("$", "")].value == 0.994
+
+
+def openmp_settings(**env) -> str:
+    """What the OpenMP runtime under torch reports of its settings when `trainer` starts (libgomp's display)."""
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-m", "trainer", "models"], capture_output=True, text=True,
+                            env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env})
+    assert result.returncode == 0, result.stderr
+    if "GOMP_SPINCOUNT" not in result.stderr:
+        pytest.skip("torch's OpenMP runtime here is not libgomp")
+    return result.stderr
+
+
+def test_waiting_threads_sleep_so_a_shared_machine_does_not_collapse_training():
+    # spinning waits (libgomp's default: 300,000 spins) cut training 3-5x beside another process
+    # (benchmarks/trainer_threads.py); trainer makes them sleep unless the user chose otherwise
+    assert "GOMP_SPINCOUNT = '0'" in openmp_settings()
+    assert "OMP_WAIT_POLICY = 'ACTIVE'" in openmp_settings(OMP_WAIT_POLICY="ACTIVE")

@@ -14,8 +14,10 @@ from sheetprop import recalc
 from tests.mnist_fixtures import write_mnist
 from tests.xlsx import assert_recalculation_matches_cache, charts
 from trainer.cli import main
-from trainer.compare import read_runs, write
-from trainer.run import completed_epochs
+import trainer
+from tests.xlsx import chart_sheets
+from trainer.comparison import write
+from trainer.run import completed_epochs, read_run
 
 GRID = ["--seeds", "1,2", "--set", "lr=0.05,0.1", "--epochs", "3", "--batch-size", "64", "--jobs", "2",
         "--no-progress", "--name", "grid"]
@@ -51,7 +53,7 @@ def test_an_interrupted_sweep_keeps_its_runs_and_resumes_them(swept):
     assert all(completed_epochs(folder / name) == 3 for name in RUN_NAMES)
     resumed = [name for name in RUN_NAMES if "Resuming" in (folder / name / "log.txt").read_text()]
     assert resumed and f"started {resumed[0]} (resuming)" in again
-    history = read_runs([folder / resumed[0]])[0].history
+    history = read_run(folder / resumed[0]).history
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
@@ -109,7 +111,7 @@ def test_compare_charts_draw_every_run_from_the_curves_sheet(swept):
 
 @pytest.mark.libreoffice
 def test_the_summary_counts_a_run_that_misses_the_target(soffice, swept, tmp_path):
-    runs = read_runs([swept[0] / name for name in RUN_NAMES])
+    runs = [read_run(swept[0] / name) for name in RUN_NAMES]
     lows = sorted(min(r.last_three) for r in runs)
     target = (lows[0] + lows[1]) / 2  # exactly one run misses
     book = write(runs, tmp_path / "c.xlsx", target)
@@ -139,3 +141,37 @@ def test_python_dash_m_trainer_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "trainer", "--version"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 0 and "trainer" in result.stdout
+
+
+def test_compare_takes_the_run_folders_among_a_sweep_folders_files(swept):
+    """`trainer compare outputs/sweeps/NAME/*`, as the README gives it: the shell passes compare.xlsx too."""
+    everything = sorted(str(p) for p in swept[0].iterdir() if not p.name.startswith("."))
+    assert any(p.endswith("compare.xlsx") for p in everything)
+    result = CliRunner().invoke(main, ["compare", *everything, "--out", str(swept[0].parent / "all.xlsx")])
+    assert result.exit_code == 0, result.output
+    assert "4 runs compared" in openpyxl.load_workbook(swept[0].parent / "all.xlsx")["Runs"]["A1"].value
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """A run of one epoch, trained through the Python API with settings none of the sweep's runs share."""
+    data = write_mnist(tmp_path_factory.mktemp("mnist"), n_train=256, n_test=100)
+    return trainer.train(data_dir=str(data), epochs=1, batch_size=64, lr=0.07, name="short", progress=False,
+                         echo=None, out_dir=str(tmp_path_factory.mktemp("runs")))
+
+
+@pytest.mark.libreoffice
+def test_compare_of_runs_of_different_lengths_shows_every_run_and_no_error(soffice, swept, short_run, tmp_path):
+    book = tmp_path / "mixed.xlsx"
+    compared = trainer.compare([short_run.path, *[swept[0] / name for name in RUN_NAMES]], out=book)
+    assert [r.epochs for r in compared.runs] == [1, 3, 3, 3, 3]
+    assert assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"), floor=1e-12) > 30
+    shown = {c["title"]: c["series"] for c in charts(book)}
+    for title, name in (("Test accuracy of every run", "short"), ("Test loss of every run", "short"),
+                        ("Mean test accuracy per configuration", "epochs=1")):
+        ones = [s for s in shown[title] if name in s["name"]]
+        assert len(ones) == 1 and ones[0]["marker"] not in (None, "none"), shown[title]  # a dot, not an empty line
+    assert len(chart_sheets(book)["Summary"]) == 3
+    table = compared.table()
+    assert "1 run, last-three test accuracy" in table and "mean ± std of 1)" in table and "1 runs" not in table
+    assert openpyxl.load_workbook(book)["Runs"]["A1"].value == "5 runs compared"

@@ -7,14 +7,14 @@ from xml.etree import ElementTree
 
 import openpyxl
 
-from sheetprop.verify import relative_difference, scan_errors
+from sheetprop.verification import relative_difference, scan_errors
 
 NS = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
       "a": "http://schemas.openxmlformats.org/drawingml/2006/main"}
 
 
 def charts(path: Path) -> list[dict]:
-    """Every chart in the file: its title and its series' category/value range formulas."""
+    """Every chart in the file: its title and its series' category/value range formulas and marker."""
     out = []
     with zipfile.ZipFile(path) as z:
         for name in sorted(n for n in z.namelist() if re.match(r"xl/charts/chart\d+\.xml", n)):
@@ -27,6 +27,12 @@ def charts(path: Path) -> list[dict]:
                     f = ser.find(f"c:{tag}//c:f", NS)
                     if f is not None:
                         refs["x" if tag in ("xVal", "cat") else "y"] = f.text
+                label = ser.find("c:tx//c:v", NS)
+                if label is None:
+                    label = ser.find("c:tx//c:f", NS)
+                refs["name"] = label.text if label is not None else None
+                symbol = ser.find("c:marker/c:symbol", NS)
+                refs["marker"] = symbol.get("val") if symbol is not None else None
                 series.append(refs)
             out.append({"part": name, "title": title, "series": series})
     return out

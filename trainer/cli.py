@@ -7,12 +7,15 @@ from typing import Any, Callable
 
 import click
 
-from trainer import __version__
-from trainer.config import NOT_SWEPT, OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig, check, read
+from sheetprop.cli import CommandGroup
+from trainer import __version__, distributed
+from trainer.comparison import CompareError
+from trainer.config import NOT_SWEPT, OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig
 from trainer.data import DataError
 from trainer.device import CHOICES, DeviceError
 from trainer.loop import NaNLoss
 from trainer.models import MODELS
+from trainer.run import RunError
 
 DEFAULTS = RunConfig()
 
@@ -59,10 +62,13 @@ def settings_options(command: Callable) -> Callable:
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trainer")
 def main() -> None:
     """Train a small MNIST CNN and report it in an Excel workbook."""
+
+
+FAILURES = (ConfigError, DataError, DeviceError, RunError, distributed.LaunchError, NaNLoss)
 
 
 @main.command()
@@ -80,7 +86,7 @@ def main() -> None:
               help="Train data-parallel in this many processes on this machine (torchrun's launcher; one GPU "
                    "each on CUDA, gloo on the CPU). For several machines use torchrun itself (see README).")
 def run(config_file, name, resume, force, progress, nproc, **options) -> None:
-    """Train on MNIST; write training.xlsx, last.pt, best.pt and config.toml after every epoch.
+    """Train on MNIST; write training.xlsx, history.csv, last.pt, best.pt and config.toml after every epoch.
 
     \b
     Examples:
@@ -89,67 +95,32 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
       trainer run --resume outputs/runs/seed2
       trainer run --nproc 2 --data-dir ../shared/datasets/mnist      # data-parallel, 2 processes
     """
-    from trainer import distributed
-    from trainer.run import RESUMABLE, RunError, Target, completed_epochs, execute, resume_config, timestamp
+    from trainer import api
+    from trainer.run import RESUMABLE
 
     world = distributed.from_environment()
-    echo = click.echo if world.main else distributed.quiet
-    if resume is None and not name:
-        name = timestamp()
-    target = Target(name, force, resume)
     try:
         if resume is not None:
             fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE)
-            fixed += (["config"] if config_file else []) + (["name"] if name else [])
+            fixed += (["config"] if config_file else []) + (["name"] if name else []) + (["force"] if force else [])
             if fixed:
                 allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
-                raise RunError(f"--resume continues a run as it was configured; it accepts only {allowed} "
-                               f"(got {', '.join(fixed)})")
-            cfg = check(resume_config(resume, **{k: options[k] for k in RESUMABLE}))
-            done = completed_epochs(resume)
-            if done >= cfg.epochs:
-                echo(f"{resume} is complete ({done} of {cfg.epochs} epochs); nothing to do")
-                return
+                raise click.ClickException(f"--resume continues a run as it was configured; it accepts only {allowed} "
+                                       f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})")
+            api.resume(resume, nproc=nproc, progress=progress, echo=click.echo,
+                       **{k: options[k] for k in RESUMABLE})
         else:
-            cfg = check((read(config_file) if config_file else RunConfig()).updated(**options))
-        folder = resume or Path(cfg.out_dir) / name
-        if nproc > 1 and world.size == 1:
-            click.echo(f"Starting {nproc} processes with torchrun's launcher for {folder}")
-            raise SystemExit(distributed.launch(nproc, _arguments(click.get_current_context(), name=name)))
-        distributed.exit_on_termination(world)
-        result = execute(cfg, target, progress=progress, echo=echo, world=world)
-    except (ConfigError, DataError, DeviceError, RunError, distributed.LaunchError) as exc:
+            api.train(config_file, name=name, force=force, nproc=nproc, progress=progress, echo=click.echo, **options)
+    except FAILURES as exc:
         if world.main:
             raise click.ClickException(str(exc)) from None
         raise SystemExit(1) from None
-    except NaNLoss as exc:
+    except api.ProcessesFailed as exc:  # the processes have said why
+        raise SystemExit(exc.exit_code) from None
+    except api.Interrupted as exc:
         if world.main:
-            raise click.ClickException(f"{exc}; stopped. The last complete epoch is kept in {folder}") from None
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        if world.main:
-            again = f"trainer run {f'--nproc {world.size} ' if world.size > 1 else ''}--resume {folder}"
-            click.echo(f"\nInterrupted. The last complete epoch is kept in {folder}; continue with: {again}", err=True)
+            click.echo(f"\n{exc}", err=True)
         raise SystemExit(130) from None
-    last = result.history[-3:]
-    echo(f"Done in {result.seconds:.0f} s: {result.run_dir / 'training.xlsx'}")
-    if last:
-        echo(f"Test accuracy of the last {len(last)} epochs: " + ", ".join(f"{100 * h['test acc']:.2f}%" for h in last))
-
-
-def _arguments(ctx: click.Context, **changes: Any) -> list[str]:
-    """This command's arguments as given (with ``changes``), but for --nproc: what each process runs."""
-    params = {**ctx.params, **changes, "nproc": None}
-    argv = [ctx.info_name or "run"]
-    for option in ctx.command.params:
-        value = params.get(option.name)
-        if value is None or (value is False and not option.secondary_opts):
-            continue
-        if option.is_flag:
-            argv.append(option.opts[0] if value else option.secondary_opts[0])
-        else:
-            argv += [option.opts[0], str(value)]
-    return argv
 
 
 class Seeds(click.ParamType):
@@ -158,19 +129,12 @@ class Seeds(click.ParamType):
     name = "seeds"
 
     def convert(self, value: Any, param, ctx) -> list[int]:
-        if isinstance(value, list):
-            return value
-        seeds: list[int] = []
+        from trainer.api import seed_list
+
         try:
-            for part in str(value).split(","):
-                first, _, last = part.strip().partition("-")
-                lo, hi = int(first), int(last or first)
-                if lo < 0 or hi < lo:
-                    raise ValueError
-                seeds += [s for s in range(lo, hi + 1) if s not in seeds]
-        except ValueError:
-            self.fail(f"{value!r} is not a list of seeds such as 1-10 or 1,4,7", param, ctx)
-        return seeds
+            return seed_list(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Setting(click.ParamType):
@@ -215,24 +179,25 @@ def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **opt
       trainer sweep --seeds 1-10 --jobs 2 --data-dir ../shared/datasets/mnist
       trainer sweep --seeds 1-3 --set model=tiny,slim --set lr=0.1,0.2 --epochs 5
     """
-    from trainer.sweep import SweepError, plan, sweep_name
-    from trainer.sweep import run as run_sweep
+    from trainer import api
+    from trainer.sweeps import SweepError
 
     if options.pop("seed") is not None:
         raise click.UsageError("a sweep takes its seeds from --seeds (e.g. --seeds 1-10), not --seed")
+    settings = {k: v for k, v in options.items() if v is not None}
     try:
-        base = check((read(config_file) if config_file else RunConfig()).updated(**options))
-        folder = out_dir / (name or sweep_name(options, dict(grid), seeds))
-        jobs_planned = plan(base, dict(grid), seeds)
-        compared = run_sweep(jobs_planned, folder, workers=jobs, target=round(target / 100, 10), progress=progress,
-                             echo=click.echo)
-    except (ConfigError, SweepError) as exc:
+        compared = api.sweep(seeds, dict(grid), jobs=jobs, name=name, config=config_file, out_dir=out_dir,
+                             target=round(target / 100, 10), progress=progress, echo=click.echo, **settings)
+    except (ConfigError, SweepError, CompareError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(compared)
+    if compared.failed:
+        raise click.ClickException(f"{len(compared.failed)} of {len(compared.runs) + len(compared.failed)} runs "
+                                   f"failed ({', '.join(compared.failed)}); see the log.txt in each")
 
 
 @main.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Workbook to write  [default: compare.xlsx beside the runs if they share a folder, else here]")
 @click.option("--target", type=click.FloatRange(min=0, max=100), default=99.4, show_default=True,
@@ -240,21 +205,22 @@ def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **opt
 def compare(run_dirs, out, target) -> None:
     """Compare finished or running runs in one workbook: per-run table, per-configuration summary, charts.
 
+    RUN_DIRS may include other files (a sweep folder's compare.xlsx): only run folders are read.
+
     \b
     Example:
       trainer compare outputs/sweeps/seeds1-10/*
     """
     from sheetprop.book import OutputError
-    from trainer.compare import CompareError, default_output, read_runs, summary_table, write
+    from trainer import api
 
     try:
-        runs = read_runs(run_dirs)
-        target = round(target / 100, 10)  # 99.4 / 100 is 0.9940000000000001
-        path = write(runs, out or default_output(run_dirs), target)
+        compared = api.compare(run_dirs, out, round(target / 100, 10))  # 99.4 / 100 is 0.9940000000000001
     except (CompareError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(summary_table(runs, target))
-    click.echo(f"Wrote {path}")
+    for line in compared.skipped:
+        click.echo(f"skipped {line}", err=True)
+    click.echo(compared)
 
 
 @main.command()

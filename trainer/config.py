@@ -45,6 +45,10 @@ class RunConfig:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    def to_arguments(self) -> list[str]:
+        """Every setting as ``trainer run`` options (``--batch-size 128 …``): how a run starts another process."""
+        return [arg for key, value in self.to_dict().items() for arg in ("--" + key.replace("_", "-"), str(value))]
+
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that decide what a run computes (not where it runs or writes)."""
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION}
@@ -84,7 +88,12 @@ def check(cfg: RunConfig) -> RunConfig:
         "device": (cfg.device in CHOICES, f"one of {', '.join(CHOICES)}"),
         "epochs": (cfg.epochs >= 1, "at least 1"),
         "batch_size": (cfg.batch_size >= 1, "at least 1"),
-        "lr": (cfg.lr > 0 and cfg.lr < float("inf"), "a positive number"),
+        "lr": (0 < cfg.lr <= 10, "above 0 and at most 10"),
+        "momentum": (0 <= cfg.momentum < 1, "at least 0 and below 1"),
+        "weight_decay": (0 <= cfg.weight_decay < float("inf"), "0 or more"),
+        "step_size": (cfg.step_size >= 1, "at least 1"),
+        "gamma": (0 < cfg.gamma <= 1, "above 0 and at most 1"),
+        "seed": (cfg.seed >= 0, "0 or more"),
         "rotation": (0 <= cfg.rotation <= 180, "between 0 and 180 degrees"),
         "translate": (0 <= cfg.translate < 1, "between 0 and 1"),
         "ema": (0 <= cfg.ema < 1, "at least 0 and below 1"),

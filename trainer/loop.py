@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from trainer import data, distributed
 from trainer.config import RunConfig
@@ -21,9 +22,10 @@ SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the
 
 
 class NaNLoss(RuntimeError):
-    def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__(f"loss became NaN or infinite in epoch {epoch}, batch {batch}")
-        self.epoch, self.batch = epoch, batch
+    def __init__(self, epoch: int, batch: int, run_dir: Path | None = None) -> None:
+        kept = f"; stopped. The last complete epoch is kept in {run_dir}" if run_dir is not None else ""
+        super().__init__(f"loss became NaN or infinite in epoch {epoch}, batch {batch}{kept}")
+        self.epoch, self.batch, self.run_dir = epoch, batch, run_dir
 
 
 @dataclass

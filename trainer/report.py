@@ -1,9 +1,11 @@
-"""The run's workbook (training.xlsx), written through the shared sheetprop workbook layer."""
+"""What a run reports: its workbook (training.xlsx, through the shared sheetprop workbook layer) and history.csv."""
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from sheetprop.book import Book
 from trainer.loop import Evaluation
 from trainer.summary import Summary
 
-EPOCH_COLUMNS = ["epoch", "lr", "train loss", "train acc", "test loss", "test acc", "test correct", "seconds"]
+# the keys of an epoch record, in the order of the Epochs sheet and history.csv
+EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_correct", "seconds"]
 MISCLASSIFIED_SHOWN = 30
 DEFAULT_TARGET = 0.994
 TARGET_NAME = "target"
@@ -63,7 +66,7 @@ def _epochs(book: Book, report: Report) -> None:
     rows = [[h[c] for c in EPOCH_COLUMNS] for h in report.history]
     formats = [f.integer, f.general, f.number, f.percent, f.number, f.percent, f.integer, f.general]
     top = 3
-    book.write_table(ws, top, 0, EPOCH_COLUMNS, rows, formats, name="epochs")
+    book.write_table(ws, top, 0, [c.replace("_", " ") for c in EPOCH_COLUMNS], rows, formats, name="epochs")
     ws.set_column(0, len(EPOCH_COLUMNS) - 1, 13)
     if not rows:
         return
@@ -85,13 +88,13 @@ def _epochs(book: Book, report: Report) -> None:
     target = {"name": "target", "categories": ["Epochs", line + 2, 0, line + 3, 0],
               "values": ["Epochs", line + 2, 1, line + 3, 1], "line": {"color": "#C00000", "dash_type": "dash"}}
 
-    charts = [("Training loss", "train loss", "loss"), ("Training accuracy", "train acc", "accuracy"),
-              ("Test loss", "test loss", "loss"), ("Test accuracy", "test acc", "accuracy")]
+    charts = [("Training loss", "train_loss", "loss"), ("Training accuracy", "train_acc", "accuracy"),
+              ("Test loss", "test_loss", "loss"), ("Test accuracy", "test_acc", "accuracy")]
     for i, (title, column, axis) in enumerate(charts):
         values = [h[column] for h in report.history]
         series = [{"name": title, "categories": col("epoch"), "values": col(column),
                    "marker": {"type": "circle", "size": 4}}]
-        if column == "test acc":
+        if column == "test_acc":
             series.append(target)
             values.append(report.target)
         chart = book.chart(title, series, "epoch", axis, y_log=axis == "loss", x_max=max(len(rows), 1), x_min=1,
@@ -99,6 +102,18 @@ def _epochs(book: Book, report: Report) -> None:
                            if axis == "accuracy" else None)
         chart.set_size({"width": 480, "height": 290})
         ws.insert_chart(top, len(EPOCH_COLUMNS) + 1, chart, {"x_offset": 490 * (i % 2), "y_offset": 300 * (i // 2)})
+
+
+def write_csv(path: str | Path, history: list[dict[str, Any]]) -> Path:
+    """The epoch records as CSV (what pandas and plotting tools read), written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, EPOCH_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+    return path
 
 
 def accuracy_floor(values: list[float]) -> float:

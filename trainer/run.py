@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import platform
@@ -13,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torchvision
 
+from sheetprop import wording
 from trainer import data, distributed, models, report
-from trainer.config import RunConfig, read
+from trainer.config import ConfigError, RunConfig, read
 from trainer.device import Device, data_generator, resolve, set_threads
 from trainer.distributed import World
 from trainer.ema import EMA
@@ -24,7 +25,7 @@ from trainer.loop import Timer, evaluate, make_optimizer, make_scheduler, train_
 from trainer.summary import summarize
 
 CONFIG_FILE = "config.toml"
-LAST, BEST, WORKBOOK = "last.pt", "best.pt", "training.xlsx"
+LAST, BEST, WORKBOOK, HISTORY = "last.pt", "best.pt", "training.xlsx", "history.csv"
 
 
 class RunError(ValueError):
@@ -41,8 +42,9 @@ def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
     run_dir = Path(cfg.out_dir) / (name or timestamp())
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
-            raise RunError(f"{run_dir} already exists; use --resume {run_dir} to continue it or --force to replace it")
-        for f in (CONFIG_FILE, LAST, BEST, WORKBOOK):
+            raise RunError(f"{run_dir} already exists; use {wording.setting('resume', run_dir)} to continue it or "
+                           f"{wording.setting('force')} to replace it")
+        for f in (CONFIG_FILE, LAST, BEST, WORKBOOK, HISTORY):
             (run_dir / f).unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def resume_config(run_dir: Path, **changes) -> RunConfig:
         raise RunError(f"{run_dir} holds no run to resume ({CONFIG_FILE} and {LAST} are needed)")
     cfg = read(run_dir / CONFIG_FILE)
     if changes.get("epochs") is not None and changes["epochs"] != cfg.epochs and cfg.scheduler == "onecycle":
-        raise RunError("a one-cycle schedule is fixed to its epoch count; resume without --epochs")
+        raise RunError("a one-cycle schedule is fixed to its epoch count; resume the run without changing epochs")
     return cfg.updated(**changes)
 
 
@@ -77,12 +79,90 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
-class Result:
-    run_dir: Path
-    history: list[dict]
+def records(history: list[dict]) -> list[dict]:
+    """A checkpoint's history as epoch records (keys as in :data:`report.EPOCH_COLUMNS`; older runs spelled
+    them with spaces)."""
+    return [{k.replace(" ", "_"): v for k, v in h.items()} for h in history]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder and what it holds: settings, one record per finished epoch, size and time."""
+
+    path: Path
+    config: RunConfig
+    history: list[dict]  # per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, test_correct, seconds
     params: int
     seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def settings(self) -> dict:
+        """Every hyperparameter (what the run computes, not where)."""
+        return self.config.hyperparameters()
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [h["test_acc"] for h in self.history]
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """Test accuracy after the last finished epoch."""
+        return self.accuracies[-1] if self.history else None
+
+    @property
+    def best_accuracy(self) -> float | None:
+        return max(self.accuracies) if self.history else None
+
+    @property
+    def last_three(self) -> list[float]:
+        return self.accuracies[-3:]
+
+    def first_at(self, target: float) -> int | None:
+        return next((h["epoch"] for h in self.history if h["test_acc"] >= target), None)
+
+    def seconds_until(self, epoch: int) -> float:
+        """Training and testing time up to the end of ``epoch``."""
+        return sum(h["seconds"] for h in self.history if h["epoch"] <= epoch)
+
+    def load_model(self, checkpoint: str = "last", device: str = "cpu") -> torch.nn.Module:
+        """The evaluated model (the weight average when EMA is on) of ``last.pt`` or ``best.pt``, in eval mode."""
+        file = {"last": LAST, "best": BEST}.get(checkpoint)
+        if file is None:
+            raise RunError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+        model = models.create(self.config.model)
+        model.load_state_dict(torch.load(self.path / file, map_location=device, weights_only=False)["model"])
+        return model.to(device).eval()
+
+    def describe(self) -> str:
+        """Its last test accuracies and time in one line."""
+        last = " / ".join(f"{100 * a:.2f}" for a in self.last_three)
+        return f"test acc {last}% over the last {wording.plural(len(self.last_three), 'epoch')}, {self.seconds:.0f} s"
+
+    def __str__(self) -> str:
+        return (f"{self.path}: {self.config.model}, {self.params:,} parameters, "
+                f"{wording.plural(self.epochs, 'epoch')}; {self.describe()}")
+
+
+def read_run(path: str | Path) -> Run:
+    """A run folder's settings (config.toml) and its history so far (last.pt)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file() or not (path / LAST).is_file():
+        raise RunError(f"{path} is not a run folder with a finished epoch ({CONFIG_FILE} and {LAST} are needed)")
+    try:
+        cfg = read(path / CONFIG_FILE)
+        state = torch.load(path / LAST, map_location="cpu", weights_only=False)
+    except (ConfigError, OSError, RuntimeError) as exc:
+        raise RunError(f"{path}: cannot read the run ({exc})") from None
+    return Run(path, cfg, records(state["history"]), models.count_parameters(models.create(cfg.model)),
+               float(state["seconds"]))
 
 
 @dataclass(frozen=True)
@@ -98,7 +178,7 @@ class Target:
 
 
 def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callable[[str], None] = print,
-            world: World = World()) -> Result:
+            world: World = World()) -> Run:
     """Train (or continue) a run; checkpoints and workbook follow every epoch.
 
     Under torchrun every process calls this; they train one model together and rank 0 alone
@@ -117,7 +197,7 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: World, progress: bool,
-           echo: Callable[[str], None]) -> Result:
+           echo: Callable[[str], None]) -> Run:
     if cfg.batch_size < world.size:
         raise RunError(f"a batch of {cfg.batch_size} cannot be split between {world.size} processes")
     torch.manual_seed(cfg.seed)
@@ -154,7 +234,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         generator.set_state(state["generator"])
         rng = state["rng"] if world.size == 1 else state["rng"][world.rank]
         device.set_rng_state(rng, cfg.seed + state["epoch"])
-        history, best, elapsed = state["history"], state["best"], state["seconds"]
+        history, best, elapsed = records(state["history"]), state["best"], state["seconds"]
         start = state["epoch"] + 1
         echo(f"Resuming {run_dir} after epoch {state['epoch']}")
     model_summary = summarize(model)
@@ -167,7 +247,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     rep.facts = {"device": device.describe(), "parameters": params, "processes": world.size,
                  "backend": world.backend or "none (one process)", "batch per process": cfg.batch_size // world.size
                  if world.size > 1 else cfg.batch_size, "BatchNorm statistics": distributed.batch_norm(device.device, world),
-                 "torch": torch.__version__, "torchvision": torchvision.__version__,
+                 "torch": torch.__version__, "torchvision": importlib.metadata.version("torchvision"),
                  "python": platform.python_version(), "train images": len(mnist.train), "test images": len(mnist.test),
                  "normalization mean": round(mnist.mean, 4), "normalization std": round(mnist.std, 4)}
     where = device.describe() if world.size == 1 else \
@@ -182,8 +262,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         ev = evaluate(evaluated, mnist.test, device, world=world)
         seconds = timer.seconds
         lr = optimizer.param_groups[0]["lr"]
-        history.append({"epoch": epoch, "lr": lr, "train loss": train_loss, "train acc": train_acc,
-                        "test loss": ev.loss, "test acc": ev.accuracy, "test correct": ev.correct,
+        history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                        "test_loss": ev.loss, "test_acc": ev.accuracy, "test_correct": ev.correct,
                         "seconds": round(seconds, 2)})
         total_seconds = elapsed + time.perf_counter() - run_start
         rngs = distributed.gather(device.rng_state())
@@ -203,9 +283,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
             rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
                               "best test acc": max(best, ev.accuracy)})
             report.write(run_dir / WORKBOOK, rep)
+            report.write_csv(run_dir / HISTORY, history)
         best = max(best, ev.accuracy)
         # printed once the epoch is saved: an interruption after this line keeps it
         echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "
              f"acc {100 * ev.accuracy:.2f}% ({ev.correct}/{ev.total}) | lr {lr:.4g} | {seconds:.1f} s"
              + (f" | {world.size} processes" if world.size > 1 else ""))
-    return Result(run_dir, history, params, elapsed + time.perf_counter() - run_start)
+    return Run(run_dir, cfg, history, params, elapsed + time.perf_counter() - run_start)

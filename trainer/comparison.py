@@ -7,19 +7,17 @@ target accuracy on the Runs sheet recounts every run and configuration.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
 from xlsxwriter.utility import quote_sheetname, xl_range_abs, xl_rowcol_to_cell
 
+from sheetprop.wording import plural
 from sheetprop.book import Book
-from trainer import models
-from trainer.config import ConfigError, read
 from trainer.report import DEFAULT_TARGET, TARGET_NAME, accuracy_floor
-from trainer.run import CONFIG_FILE, LAST
+from trainer.run import Run, RunError, read_run
 
 RUNS, SUMMARY, CURVES = "Runs", "Summary", "Curves"
 
@@ -29,52 +27,59 @@ class CompareError(ValueError):
 
 
 @dataclass(frozen=True)
-class Run:
-    path: Path
-    settings: dict[str, Any]  # every hyperparameter
-    history: list[dict]
-    params: int
-    seconds: float
+class Comparison:
+    """Runs compared in one workbook, and what could not be read."""
 
-    @property
-    def name(self) -> str:
-        return self.path.name
+    runs: list[Run]
+    workbook: Path
+    target: float  # test accuracy, a fraction
+    skipped: list[str] = field(default_factory=list)  # one line per argument left out, saying why
+    failed: list[str] = field(default_factory=list)  # runs of a sweep that stopped with an error
 
-    @property
-    def accuracies(self) -> list[float]:
-        return [h["test acc"] for h in self.history]
+    def table(self) -> str:
+        """The Runs table and one summary line per configuration, as Markdown."""
+        return summary_table(self.runs, self.target)
 
-    @property
-    def last_three(self) -> list[float]:
-        return self.accuracies[-3:]
+    def configurations(self) -> list[dict[str, Any]]:
+        """Per configuration: runs, mean, std and min of their last three accuracies, and how many held the target."""
+        keys = varying(self.runs)
+        out = []
+        for config, members in _grouped(self.runs, keys):
+            values = [a for r in members for a in r.last_three]
+            out.append({"configuration": config, "runs": len(members), "values": len(values),
+                        "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "min": min(values), "held": sum(min(r.last_three) >= self.target for r in members)})
+        return out
 
-    def first_at(self, target: float) -> int | None:
-        return next((h["epoch"] for h in self.history if h["test acc"] >= target), None)
-
-    def seconds_until(self, epoch: int) -> float:
-        """Training and testing time up to the end of ``epoch``."""
-        return sum(h["seconds"] for h in self.history if h["epoch"] <= epoch)
-
-
-def read_run(path: Path) -> Run:
-    """A run folder's settings (config.toml) and its history so far (last.pt)."""
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file() or not (path / LAST).is_file():
-        raise CompareError(f"{path} is not a run folder with a finished epoch ({CONFIG_FILE} and {LAST} are needed)")
-    try:
-        cfg = read(path / CONFIG_FILE)
-        state = torch.load(path / LAST, map_location="cpu", weights_only=False)
-    except (ConfigError, OSError, RuntimeError) as exc:
-        raise CompareError(f"{path}: cannot read the run ({exc})") from None
-    return Run(path, cfg.hyperparameters(), state["history"], models.count_parameters(models.create(cfg.model)),
-               float(state["seconds"]))
+    def __str__(self) -> str:
+        return self.table() + f"\nWrote {self.workbook}"
 
 
-def read_runs(paths) -> list[Run]:
-    runs = [read_run(p) for p in paths]
+def read_runs(paths) -> tuple[list[Run], list[str]]:
+    """The runs among ``paths`` (other files are passed over), and a line for each folder that holds no
+    readable run. Raises :class:`CompareError` when no run is left."""
+    runs, skipped = [], []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            if not path.exists():
+                skipped.append(f"{path}: no such folder")
+            continue  # a file beside the runs, such as compare.xlsx or a log
+        try:
+            runs.append(read_run(path))
+        except RunError as exc:
+            skipped.append(str(exc))
     if not runs:
-        raise CompareError("no runs to compare")
-    return runs
+        raise CompareError("no runs to compare" + (": " + "; ".join(skipped) if skipped else ""))
+    return runs, skipped
+
+
+def compare(paths, out: str | Path | None = None, target: float = DEFAULT_TARGET) -> Comparison:
+    """Write the comparison workbook of the runs among ``paths`` (``out``: compare.xlsx beside them when they
+    share a folder, else in the current one) and return what it compares."""
+    paths = [Path(p) for p in paths]
+    runs, skipped = read_runs(paths)
+    path = write(runs, out or default_output([r.path for r in runs]), target)
+    return Comparison(runs, path, target, skipped)
 
 
 def default_output(run_dirs) -> Path:
@@ -106,11 +111,6 @@ def text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def describe(run: Run) -> str:
-    last = " / ".join(f"{100 * a:.2f}" for a in run.last_three)
-    return f"test acc {last}% over the last epochs, {run.seconds:.0f} s"
-
-
 def summary_table(runs: list[Run], target: float) -> str:
     """The Runs table and one summary line per configuration, as Markdown."""
     keys = varying(runs)
@@ -130,9 +130,10 @@ def summary_table(runs: list[Run], target: float) -> str:
         values = [a for r in members for a in r.last_three]
         held = sum(min(r.last_three) >= target for r in members)
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        lines.append(f"{config}: {len(members)} runs, last-three test accuracy {100 * statistics.mean(values):.2f}% "
-                     f"± {100 * spread:.2f}% (mean ± std of {len(values)}), min {100 * min(values):.2f}%, "
-                     f"{held}/{len(members)} runs ≥ {100 * target:g}% on each of their last three epochs")
+        lines.append(f"{config}: {plural(len(members), 'run')}, last-three test accuracy "
+                     f"{100 * statistics.mean(values):.2f}% ± {100 * spread:.2f}% (mean ± std of {len(values)}), "
+                     f"min {100 * min(values):.2f}%, {held} of {plural(len(members), 'run')} ≥ {100 * target:g}% on "
+                     f"each of the last three epochs")
     return "\n".join(lines)
 
 
@@ -217,7 +218,7 @@ def write(runs: list[Run], path: str | Path, target: float = DEFAULT_TARGET) -> 
 def _runs_sheet(book: Book, lay: _Layout, target: float) -> None:
     f = book.formats
     ws = book.add_sheet(RUNS)
-    ws.write(0, 0, f"{len(lay.runs)} runs compared", f.title)
+    ws.write(0, 0, f"{plural(len(lay.runs), 'run')} compared", f.title)
     ws.write(1, 0, "Every number right of the settings is a formula over the Curves sheet; edit the target to "
                    "recount.", f.note)
     ws.write(lay.TARGET_ROW, 0, "Target test accuracy", f.label)
@@ -237,7 +238,7 @@ def _runs_sheet(book: Book, lay: _Layout, target: float) -> None:
         for j, epoch in enumerate(range(n - 2, n + 1)):
             if epoch >= 1:
                 ws.write_formula(row, last + j, f"={CURVES}!{xl_rowcol_to_cell(lay.curve_row(epoch), lay.acc_col(i))}",
-                                 f.percent, r.history[epoch - 1]["test acc"])
+                                 f.percent, r.history[epoch - 1]["test_acc"])
         cells = f"{xl_rowcol_to_cell(row, last)}:{xl_rowcol_to_cell(row, last + 2)}"
         ws.write_formula(row, lay.run_col("min of last 3"), f"=MIN({cells})", f.percent, min(r.last_three))
         accs = lay.curve_range(lay.acc_col(i), n)
@@ -284,27 +285,35 @@ def _summary_sheet(book: Book, lay: _Layout, target: float) -> None:
         ws.write_formula(row, 6, f'=COUNTIFS({cfg},{here},{mins},">="&{TARGET_NAME})', f.integer,
                          sum(min(r.last_three) >= target for r in members))
     top = 6 + len(lay.groups)
-    accuracy = [{"name": r.name, "categories": lay.curve_range(0), "values": lay.curve_range(lay.acc_col(i))}
-                for i, r in enumerate(lay.runs)]
+    accuracy = [_series(r, lay.curve_range(0), lay.curve_range(lay.acc_col(i))) for i, r in enumerate(lay.runs)]
     line = {"name": "target", "categories": lay.curve_range(0), "values": lay.curve_range(lay.target_col),
             "line": {"color": "#C00000", "dash_type": "dash", "width": 1.25}}
     floor = accuracy_floor([a for r in lay.runs for a in r.accuracies] + [target])
     axis = {"min": floor, "max": 1, "num_format": "0.0%"}
+    x_max = max(lay.epochs, 2)  # an axis from 1 to 1 would hide a one-epoch run at its edge
     charts = [
-        book.chart("Test accuracy of every run", accuracy + [line], "epoch", "test accuracy", x_max=lay.epochs,
+        book.chart("Test accuracy of every run", accuracy + [line], "epoch", "test accuracy", x_max=x_max,
                    y_options=axis, x_min=1),
-        book.chart("Test loss of every run", [{"name": r.name, "categories": lay.curve_range(0),
-                                                "values": lay.curve_range(lay.loss_col(i))}
+        book.chart("Test loss of every run", [_series(r, lay.curve_range(0), lay.curve_range(lay.loss_col(i)))
                                                for i, r in enumerate(lay.runs)],
-                   "epoch", "test loss (log)", y_log=True, x_max=lay.epochs, x_min=1),
+                   "epoch", "test loss (log)", y_log=True, x_max=x_max, x_min=1),
         book.chart("Mean test accuracy per configuration", [
-            {"name": name, "categories": lay.curve_range(0), "values": lay.curve_range(lay.mean_col(g))}
-            for g, (name, _) in enumerate(lay.groups)] + [line], "epoch", "test accuracy", x_max=lay.epochs,
+            {"name": name, "categories": lay.curve_range(0), "values": lay.curve_range(lay.mean_col(g)),
+             **(_DOTS if max(len(r.history) for r in members) == 1 else {})}
+            for g, (name, members) in enumerate(lay.groups)] + [line], "epoch", "test accuracy", x_max=x_max,
             y_options=axis, x_min=1),
     ]
     for i, chart in enumerate(charts):
         chart.set_size({"width": 620, "height": 360})
         ws.insert_chart(top + 19 * i, 0, chart)
+
+
+_DOTS = {"marker": {"type": "circle", "size": 5}}  # a curve of one point has no line to show
+
+
+def _series(run: Run, categories: str, values: str) -> dict[str, Any]:
+    """One run's curve in a chart; a run of a single epoch is drawn as a dot."""
+    return {"name": run.name, "categories": categories, "values": values, **(_DOTS if run.epochs == 1 else {})}
 
 
 def _curves_sheet(book: Book, lay: _Layout, target: float) -> None:
@@ -331,12 +340,13 @@ def _curves_sheet(book: Book, lay: _Layout, target: float) -> None:
         ws.write_number(row, 0, epoch)
         for i, r in enumerate(lay.runs):
             if epoch <= len(r.history):
-                ws.write_number(row, lay.acc_col(i), r.history[epoch - 1]["test acc"], f.percent)
-                ws.write_number(row, lay.loss_col(i), r.history[epoch - 1]["test loss"], f.number)
+                ws.write_number(row, lay.acc_col(i), r.history[epoch - 1]["test_acc"], f.percent)
+                ws.write_number(row, lay.loss_col(i), r.history[epoch - 1]["test_loss"], f.number)
         ws.write_formula(row, lay.target_col, f"={TARGET_NAME}", f.percent, target)
         for g, (first, last, members) in enumerate(spans):
-            present = [r.history[epoch - 1]["test acc"] for r in members if epoch <= len(r.history)]
-            ws.write_formula(row, lay.mean_col(g), f"=AVERAGE({xl_rowcol_to_cell(row, first)}:"
-                                                   f"{xl_rowcol_to_cell(row, last)})", f.percent,
-                             statistics.mean(present) if present else "")
+            present = [r.history[epoch - 1]["test_acc"] for r in members if epoch <= len(r.history)]
+            if present:  # past the group's longest run the cell stays empty: a gap in the chart, not #DIV/0!
+                ws.write_formula(row, lay.mean_col(g), f"=AVERAGE({xl_rowcol_to_cell(row, first)}:"
+                                                       f"{xl_rowcol_to_cell(row, last)})", f.percent,
+                                 statistics.mean(present))
     ws.freeze_panes(header + 1, 1)

@@ -3,11 +3,12 @@
 Every run is a ``trainer run`` process of its own, several at a time; the CPU threads are split
 between them (two one-thread runs get more done on two cores than one two-thread run), or each
 gets a GPU of its own where there are several. Started again, a sweep keeps the finished runs and
-resumes an interrupted one. It ends by comparing the runs (:mod:`trainer.compare`).
+resumes an interrupted one. It ends by comparing the runs (:mod:`trainer.comparison`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from trainer import compare, distributed
-from trainer.compare import text
+from sheetprop import wording
+from sheetprop.wording import plural
+from trainer import distributed
+from trainer.comparison import Comparison, compare, text
 from trainer.config import NOT_SWEPT, RunConfig, check, read
 from trainer.device import cores
 from trainer.report import DEFAULT_TARGET
-from trainer.run import CONFIG_FILE, LAST, completed_epochs
+from trainer.run import CONFIG_FILE, LAST, completed_epochs, read_run
 
 LOG = "log.txt"
 
@@ -73,19 +76,17 @@ def _state(job: Job, run_dir: Path) -> str:
         differ = ", ".join(f"{k}={v!r}" for k, v in saved.hyperparameters().items()
                            if job.cfg.hyperparameters()[k] != v)
         raise SweepError(f"{run_dir} holds a run with {differ}, not what this sweep asks for; "
-                         "choose another --name (or remove that folder)")
+                         f"choose another {wording.setting('name', 'NAME')} (or remove that folder)")
     done = completed_epochs(run_dir)
     return "done" if done >= job.cfg.epochs else "partial" if done else "new"
 
 
 def _command(job: Job, run_dir: Path, state: str, threads: int) -> list[str]:
-    base = [sys.executable, "-m", "trainer", "run", "--no-progress", "--threads", str(threads)]
+    base = [sys.executable, "-m", "trainer", "run", "--no-progress"]
     if state == "partial":
-        return base + ["--resume", str(run_dir)]
-    requested = run_dir.parent / ".requested" / f"{job.name}.toml"
-    requested.parent.mkdir(parents=True, exist_ok=True)
-    requested.write_text(job.cfg.to_toml(), encoding="utf-8")
-    return base + ["--config", str(requested), "--name", job.name, "--out-dir", str(run_dir.parent), "--force"]
+        return base + ["--resume", str(run_dir), "--threads", str(threads)]
+    cfg = job.cfg.updated(threads=threads, out_dir=str(run_dir.parent))
+    return base + [*cfg.to_arguments(), "--name", job.name, "--force"]
 
 
 def _placement(workers: int) -> tuple[int, list[dict[str, str]]]:
@@ -114,13 +115,13 @@ class _Running:
 
 
 def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT_TARGET, progress: bool = True,
-        echo: Callable[[str], None] = print) -> str:
-    """Run every job not yet done (``workers`` at a time), then compare all of them; returns the table."""
+        echo: Callable[[str], None] = print) -> Comparison:
+    """Run every job not yet done (``workers`` at a time), then compare all of them."""
     folder.mkdir(parents=True, exist_ok=True)
     states = {job.name: _state(job, folder / job.name) for job in jobs}
     done = {job.name: completed_epochs(folder / job.name) for job in jobs}
     todo = [job for job in jobs if states[job.name] != "done"]
-    echo(f"Sweep {folder}: {len(jobs)} runs ({len(jobs) - len(todo)} already done), {workers} at a time")
+    echo(f"Sweep {folder}: {plural(len(jobs), 'run')} ({len(jobs) - len(todo)} already done), {workers} at a time")
     threads, slots = _placement(workers)
     free, running, failed = list(range(workers)), {}, []
     bar = tqdm(total=sum(job.cfg.epochs for job in jobs), initial=sum(done.values()), unit="epoch",
@@ -153,7 +154,7 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
                     failed.append(name)
                     bar.write(f"FAILED {name} (exit {r.proc.returncode}); see {folder / name / LOG}")
                 else:
-                    bar.write(f"finished {name}: {compare.describe(compare.read_run(folder / name))}")
+                    bar.write(f"finished {name}: {read_run(folder / name).describe()}")
             bar.n = sum(min(n, job.cfg.epochs) for n, job in zip(done.values(), jobs))
             bar.refresh()
     except KeyboardInterrupt:
@@ -169,10 +170,8 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     bar.close()
-    runs = compare.read_runs([folder / job.name for job in jobs if (folder / job.name / LAST).is_file()])
-    path = compare.write(runs, folder / "compare.xlsx", target)
-    if failed:
-        raise SweepError(f"{len(failed)} of {len(jobs)} runs failed ({', '.join(failed)}); the others are "
-                         f"compared in {path}")
-    return compare.summary_table(runs, target) + f"\nWrote {path}"
-
+    finished = [folder / job.name for job in jobs if (folder / job.name / LAST).is_file()]
+    if not finished:
+        raise SweepError(f"every run failed ({', '.join(failed)}); see the log.txt in each run folder")
+    compared = compare(finished, folder / "compare.xlsx", target)
+    return dataclasses.replace(compared, failed=failed)

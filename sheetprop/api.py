@@ -1,0 +1,112 @@
+"""The Python API (what ``import sheetprop`` offers a notebook); the ``sheetprop`` command calls it too.
+
+    import sheetprop
+    book = sheetprop.build(learning_rates=[0.1, 0.5, 2], iterations=50, out="backprop.xlsx")
+    book.summary        # per learning rate: E_total at the start and the end, first iteration below 0.01
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from sheetprop import template, wording
+from sheetprop.layout import TrainingLayout, lr_label
+from sheetprop.limits import LimitError
+from sheetprop.network import Network
+from sheetprop.workbook import DEFAULT_ERROR_TARGET, Summary
+from sheetprop.workbook import build as write_workbook
+
+DEFAULT_OUT = Path("outputs/backprop.xlsx")
+
+
+class BuildError(ValueError):
+    """Learning rates or an iteration count no workbook can use; the message says which."""
+
+
+def load(source: str | Path | dict[str, Any] | Network = "classic") -> Network:
+    """A network from a shipped template's name, a template file, a template's contents as a dict
+    (the TOML's fields), or a :class:`Network` as it is."""
+    if isinstance(source, Network):
+        return source
+    if isinstance(source, dict):
+        return template.from_dict(source, source=f"template {source.get('name', '(unnamed)')!r}")
+    return template.load(source)
+
+
+def check_learning_rate(lr: float) -> float:
+    """``lr`` as a float when it is a finite positive number."""
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        raise BuildError(f"learning rate {lr!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise BuildError(f"learning rate {lr!r} must be a finite positive number")
+    return value
+
+
+@dataclass(frozen=True)
+class Built:
+    """A workbook that was written, and how training went in it for each learning rate."""
+
+    path: Path
+    network: Network
+    iterations: int
+    summary: list[Summary]  # one per learning rate, in the order of the training sheets
+    formula_cells: int  # in the training sheets
+
+    @property
+    def learning_rates(self) -> list[float]:
+        return [s.lr for s in self.summary]
+
+    def table(self) -> str:
+        """What ``sheetprop build`` prints: the file, then a line per learning rate."""
+        n = len(self.summary)
+        lines = [f"Wrote {self.path} ({self.network.name}: {wording.plural(n, 'learning rate')} × "
+                 f"{wording.plural(self.iterations, 'iteration')}, {self.formula_cells:,} formula cells in the "
+                 f"training sheets)",
+                 f"{'η':>8}  {'E_total(0)':>12}  {f'E_total({self.iterations})':>14}  "
+                 f"first E_total < {DEFAULT_ERROR_TARGET:g}"]
+        for s in self.summary:
+            first = "never" if s.first_below is None else str(s.first_below)
+            lines.append(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {s.end:>14.9f}  {first}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def build(template: str | Path | dict[str, Any] | Network = "classic", learning_rates: Sequence[float] | None = None,
+          iterations: int | None = None, out: str | Path | None = None, force: bool = False) -> Built:
+    """Write the live backpropagation workbook for ``template`` (see :func:`load`) and return its summary.
+
+    ``learning_rates`` and ``iterations`` default to the template's; ``out`` to outputs/backprop.xlsx
+    (its folder is made); an existing file is replaced only with ``force=True``. Raises
+    :class:`~sheetprop.template.TemplateError`, :class:`BuildError`, :class:`~sheetprop.book.OutputError`
+    or :class:`~sheetprop.limits.LimitError` (a network too large for Excel); nothing is written then."""
+    net = load(template)
+    lrs = [check_learning_rate(lr) for lr in (net.learning_rates if learning_rates is None else learning_rates)]
+    if not lrs:
+        raise BuildError("give at least one learning rate")
+    repeated = sorted({lr_label(lr) for lr in lrs if lrs.count(lr) > 1})
+    if repeated:
+        raise BuildError(f"repeated learning rate {', '.join(repeated)}")
+    iterations = net.iterations if iterations is None else iterations
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise BuildError(f"iterations must be a whole number of at least 1, got {iterations!r}")
+    if out is None:
+        out = DEFAULT_OUT
+        out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = write_workbook(net, lrs, iterations, out, force=force)
+    except LimitError as exc:
+        raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
+    cells = len(lrs) * (iterations + 1) * len(TrainingLayout(net, iterations).columns)
+    return Built(Path(out), net, iterations, summary, cells)
+
+
+def list_templates() -> list[Network]:
+    """The networks shipped with sheetprop (``sheetprop templates``)."""
+    return template.available()

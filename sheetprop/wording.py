@@ -1,0 +1,38 @@
+"""How the tools word things for their users: counts in plain English, and settings spelled the
+way the caller gives them (``force=True`` from Python, ``--force`` on the command line)."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator
+
+_COMMAND_LINE = contextvars.ContextVar("command_line", default=False)
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1,000 epochs`` (``many`` for irregular plurals)."""
+    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within this block, :func:`setting` names settings as command-line options."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def on_command_line() -> bool:
+    """Whether the caller is the command line (see :func:`command_line`)."""
+    return _COMMAND_LINE.get()
+
+
+def setting(name: str, value: Any = True) -> str:
+    """A setting as the caller writes it: ``force=True`` / ``--force``, ``device='cpu'`` / ``--device cpu``."""
+    if on_command_line():
+        option = "--" + name.replace("_", "-")
+        return option if value is True else f"{option} {value}"
+    return f"{name}={value}" if isinstance(value, (int, float)) else f"{name}={str(value)!r}"
