@@ -121,7 +121,7 @@ def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mni
     done = torch.load(tmp_path / "k" / "last.pt", weights_only=False)["epoch"]
     assert 1 <= done < 10
     alone = trainer("--resume", tmp_path / "k")
-    assert alone.returncode == 1 and "was trained by 2 process(es); resume it with as many" in alone.stderr
+    assert alone.returncode == 1 and "was trained by 2 processes; resume it with as many (--nproc 2)" in alone.stderr
     resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                               "-m", "trainer", "run", "--no-progress", "--resume", str(tmp_path / "k")],
                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})

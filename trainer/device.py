@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sheetprop import wording
+
 CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -99,9 +101,11 @@ def resolve(name: str = "auto", local_rank: int = 0) -> Device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for, but no CUDA device is available (use --device auto or cpu)")
+        raise DeviceError(f"{wording.setting('device', 'cuda')} was asked for, but no CUDA device is available "
+                          f"(use {wording.setting('device', 'auto')} or {wording.setting('device', 'cpu')})")
     if name == "mps" and not _mps_available():
-        raise DeviceError("--device mps was asked for, but MPS is not available (use --device auto or cpu)")
+        raise DeviceError(f"{wording.setting('device', 'mps')} was asked for, but MPS is not available "
+                          f"(use {wording.setting('device', 'auto')} or {wording.setting('device', 'cpu')})")
     if name == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(local_rank)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from sheetprop import wording
 from trainer import data, distributed
 from trainer.config import RunConfig
 from trainer.device import Device
@@ -57,7 +58,7 @@ def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_e
         total = cfg.epochs * steps_per_epoch
         if total < 4:
             raise ValueError(f"a one-cycle schedule needs at least 4 batches in all, this run has {total}; "
-                             "use more data or epochs, or --scheduler step")
+                             f"use more data or epochs, or {wording.setting('scheduler', 'step')}")
         # 20% warm-up, but at least two steps of it on very short runs
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
                                                    pct_start=min(0.5, max(0.2, 2 / total)),

@@ -222,8 +222,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         # Loaded on the CPU: RNG states must stay there; weights and optimizer state follow the model.
         state = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
         if state.get("processes", 1) != world.size:
-            raise RunError(f"{run_dir} was trained by {state.get('processes', 1)} process(es); resume it with as many "
-                           f"(trainer run --nproc {state.get('processes', 1)} --resume {run_dir})")
+            trained_by = state.get("processes", 1)
+            raise RunError(f"{run_dir} was trained by {wording.plural(trained_by, 'process', 'processes')}; resume it "
+                           f"with as many ({wording.setting('nproc', trained_by)})")
         if ema:
             model.load_state_dict(state["trained model"])
             ema.load(state["model"], state["ema updates"])
