@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,4 +32,15 @@ def soffice():
         if os.environ.get("CI"):
             pytest.fail("LibreOffice (soffice) is required in CI")
         pytest.skip("LibreOffice is not installed")
+    return found
+
+
+@pytest.fixture(scope="session")
+def ssconvert():
+    """Gnumeric's ssconvert; like LibreOffice, its absence skips a test locally and fails it in CI."""
+    found = shutil.which("ssconvert")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Gnumeric (ssconvert) is required in CI")
+        pytest.skip("Gnumeric is not installed")
     return found

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from sheetprop import recalc
 from tests.mnist_fixtures import write_mnist
-from tests.xlsx import assert_recalculation_matches_cache, charts
+from tests.xlsx import assert_gnumeric_matches_cache, assert_recalculation_matches_cache, charts
 from trainer.cli import main
 import trainer
 from tests.xlsx import chart_sheets
@@ -161,11 +161,13 @@ def short_run(tmp_path_factory):
 
 
 @pytest.mark.libreoffice
-def test_compare_of_runs_of_different_lengths_shows_every_run_and_no_error(soffice, swept, short_run, tmp_path):
+def test_compare_of_runs_of_different_lengths_shows_every_run_and_no_error(soffice, ssconvert, swept, short_run,
+                                                                         tmp_path):
     book = tmp_path / "mixed.xlsx"
     compared = trainer.compare([short_run.path, *[swept[0] / name for name in RUN_NAMES]], out=book)
     assert [r.epochs for r in compared.runs] == [1, 3, 3, 3, 3]
     assert assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"), floor=1e-12) > 30
+    assert assert_gnumeric_matches_cache(book, ssconvert, tmp_path / "gnumeric", floor=1e-12) > 30
     shown = {c["title"]: c["series"] for c in charts(book)}
     for title, name in (("Test accuracy of every run", "short"), ("Test loss of every run", "short"),
                         ("Mean test accuracy per configuration", "epochs=1")):

@@ -1,6 +1,8 @@
 """Helpers for reading workbooks back: recalculated values against cached ones, charts and raw XML."""
 
+import csv
 import re
+import subprocess
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -83,4 +85,32 @@ def assert_recalculation_matches_cache(book, recalculated, floor: float = 0.0) -
                     assert relative_difference(got, want, floor) <= 1e-9, (ws.title, c.coordinate, want, got)
                 checked += 1
     assert scan_errors(fresh) == []
+    return checked
+
+
+def assert_gnumeric_matches_cache(book, ssconvert: str, out_dir: Path, floor: float = 0.0) -> int:
+    """Every formula cell of every sheet recalculated by Gnumeric (`ssconvert --recalc`, a CSV per sheet)
+    equals its cached value; no error values anywhere."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([ssconvert, "--recalc", "-S", str(book), str(out_dir / "sheet.csv")], check=True,
+                   capture_output=True)
+    formulas_wb = openpyxl.load_workbook(book)
+    cached = openpyxl.load_workbook(book, data_only=True)
+    checked = 0
+    for i, ws in enumerate(formulas_wb.worksheets):
+        with open(out_dir / f"sheet.csv.{i}", newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        errors = [(ws.title, r, c, v) for r, row in enumerate(rows) for c, v in enumerate(row) if v.startswith("#")]
+        assert not errors, errors[:5]
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
+                    continue
+                want = cached[ws.title][c.coordinate].value
+                got = rows[c.row - 1][c.column - 1] if c.row <= len(rows) and c.column <= len(rows[c.row - 1]) else ""
+                if isinstance(want, (int, float)):
+                    assert relative_difference(float(got), want, floor) <= 1e-9, (ws.title, c.coordinate, want, got)
+                else:
+                    assert got == (want or ""), (ws.title, c.coordinate, want, got)
+                checked += 1
     return checked

@@ -274,12 +274,13 @@ def _summary_sheet(book: Book, lay: _Layout, target: float) -> None:
         n, mean_cell = xl_rowcol_to_cell(row, 2), xl_rowcol_to_cell(row, 3)
         ws.write_string(row, 0, name)
         ws.write_formula(row, 1, f"=COUNTIF({cfg},{here})", f.integer, len(members))
-        ws.write_formula(row, 2, "=" + "+".join(f"SUMPRODUCT(({cfg}={here})*ISNUMBER({a}))" for a in accs),
-                         f.integer, len(values))
+        # array formulas: Gnumeric reads a comparison of ranges inside SUMPRODUCT as one cell of its row
+        ws.write_array_formula(row, 2, row, 2, "{=" + "+".join(f"SUM(({cfg}={here})*ISNUMBER({a}))" for a in accs)
+                               + "}", f.integer, len(values))
         ws.write_formula(row, 3, "=(" + "+".join(f"SUMIF({cfg},{here},{a})" for a in accs) + f")/{n}", f.percent, mean)
-        squares = "+".join(f"SUMPRODUCT(({cfg}={here})*ISNUMBER({a})*({a}-{mean_cell})^2)" for a in accs)
-        ws.write_formula(row, 4, f'=IF({n}>1,SQRT(({squares})/({n}-1)),0)', f.percent,
-                         statistics.stdev(values) if len(values) > 1 else 0.0)
+        squares = "+".join(f"SUM(({cfg}={here})*ISNUMBER({a})*({a}-{mean_cell})^2)" for a in accs)
+        ws.write_array_formula(row, 4, row, 4, f'{{=IF({n}>1,SQRT(({squares})/({n}-1)),0)}}', f.percent,
+                               statistics.stdev(values) if len(values) > 1 else 0.0)
         ws.write_array_formula(row, 5, row, 5, f"{{=MIN(IF({cfg}={here},{mins}))}}", f.percent,
                                min(min(r.last_three) for r in members))
         ws.write_formula(row, 6, f'=COUNTIFS({cfg},{here},{mins},">="&{TARGET_NAME})', f.integer,
