@@ -87,6 +87,8 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     :class:`~sheetprop.template.TemplateError`, :class:`BuildError`, :class:`~sheetprop.book.OutputError`
     or :class:`~sheetprop.limits.LimitError` (a network too large for Excel); nothing is written then."""
     net = load(template)
+    if isinstance(learning_rates, (str, int, float)):
+        learning_rates = [learning_rates]
     lrs = [check_learning_rate(lr) for lr in (net.learning_rates if learning_rates is None else learning_rates)]
     if not lrs:
         raise BuildError("give at least one learning rate")

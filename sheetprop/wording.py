@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import shlex
 from typing import Any, Iterator
 
 _COMMAND_LINE = contextvars.ContextVar("command_line", default=False)
@@ -30,9 +31,14 @@ def on_command_line() -> bool:
     return _COMMAND_LINE.get()
 
 
+def quoted(value: Any) -> str:
+    """A value as a shell reads it back: a path with spaces in quotes."""
+    return shlex.quote(str(value))
+
+
 def setting(name: str, value: Any = True) -> str:
     """A setting as the caller writes it: ``force=True`` / ``--force``, ``device='cpu'`` / ``--device cpu``."""
     if on_command_line():
         option = "--" + name.replace("_", "-")
-        return option if value is True else f"{option} {value}"
+        return option if value is True else f"{option} {quoted(value)}"
     return f"{name}={value}" if isinstance(value, (int, float)) else f"{name}={str(value)!r}"

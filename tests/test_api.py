@@ -45,7 +45,7 @@ def test_train_returns_the_run_and_refuses_to_overwrite_it_in_python_words(data,
     assert run.test_accuracy == run.history[-1]["test_acc"] == trainer.load(run.path).test_accuracy
     model = run.load_model("last")
     assert not model.training and isinstance(model(torch.zeros(1, 1, 28, 28)), torch.Tensor)
-    with pytest.raises(RunError, match=rf"use resume='{tmp_path / 'r'}' to continue it or force=True to replace"):
+    with pytest.raises(RunError, match=rf"continue it with trainer.resume\('{tmp_path / 'r'}'\) or use force=True"):
         trainer.train(data_dir=data, out_dir=str(tmp_path), name="r", echo=None)
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         trainer.train(colour="red")

@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "Run", "RunConfig", "Comparison",
-           "Interrupted", "ProcessesFailed", "__version__"]
+           "Interrupted", "ProcessesFailed", "ConfigError", "RunError", "DataError", "DeviceError", "SweepError",
+           "CompareError", "NaNLoss", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,3 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

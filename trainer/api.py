@@ -14,37 +14,43 @@ from typing import Any, Callable, Iterable, Sequence
 
 from sheetprop import wording
 from trainer import distributed
-from trainer.comparison import Comparison, compare
+from trainer.comparison import CompareError, Comparison, compare
 from trainer.config import NOT_SWEPT, ConfigError, RunConfig, check, read
+from trainer.data import DataError
+from trainer.device import DeviceError
 from trainer.loop import NaNLoss
 from trainer.report import DEFAULT_TARGET
 from trainer.run import (
     Run,
     RunError,
     Target,
+    claim,
     completed_epochs,
     execute,
     read_run,
     resume_config,
     timestamp,
 )
+from trainer.runfolder import LAST, Interrupted
+from trainer.sweeps import SweepError
 
 __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "seed_list", "Run", "RunConfig", "Comparison",
-           "Interrupted", "ProcessesFailed"]
+           "Interrupted", "ProcessesFailed", "ConfigError", "RunError", "DataError", "DeviceError", "SweepError",
+           "CompareError", "NaNLoss"]
 
 Echo = Callable[[str], None]
 
 
-class Interrupted(KeyboardInterrupt):
-    """Training was interrupted (Ctrl-C, a stopped notebook cell, SIGTERM); the message says what was kept."""
-
-    def __init__(self, run_dir: Path, processes: int = 1) -> None:
-        if wording.on_command_line():
-            again = f"trainer run {f'--nproc {processes} ' if processes > 1 else ''}--resume {run_dir}"
-        else:
-            again = f"trainer.resume({str(run_dir)!r})"
-        super().__init__(f"Interrupted. The last complete epoch is kept in {run_dir}; continue with: {again}")
-        self.run_dir = run_dir
+def interrupted(run_dir: Path, processes: int = 1) -> Interrupted:
+    """What a run interrupted in ``run_dir`` tells its caller: what was kept, and how to continue."""
+    if not (run_dir / LAST).exists():
+        return Interrupted(f"Interrupted before its first epoch ended; nothing was kept in {run_dir}. The same "
+                           "command starts it again.", run_dir)
+    if wording.on_command_line():
+        again = f"trainer run {f'--nproc {processes} ' if processes > 1 else ''}--resume {wording.quoted(run_dir)}"
+    else:
+        again = f"trainer.resume({str(run_dir)!r}{f', nproc={processes}' if processes > 1 else ''})"
+    return Interrupted(f"Interrupted. The last complete epoch is kept in {run_dir}; continue with: {again}", run_dir)
 
 
 class ProcessesFailed(RuntimeError):
@@ -108,16 +114,20 @@ def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress:
     if nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}")
     if nproc > 1 and world.size == 1:
+        if target.resume is None and (folder / LAST).exists() and not target.force:
+            claim(folder, True, False)  # the refusal, in the caller's words, before any process starts
         say(f"Starting {nproc} processes with torchrun's launcher for {folder}")
         code = distributed.launch(nproc, workers)
+        if code == 130:
+            raise interrupted(folder, nproc)
         if code:
             raise ProcessesFailed(code)
         return read_run(folder)
-    distributed.exit_on_termination(world)
     try:
-        run = execute(cfg, target, progress=progress, echo=say, world=world)
+        with distributed.interruptible(world):
+            run = execute(cfg, target, progress=progress, echo=say, world=world)
     except KeyboardInterrupt:
-        raise Interrupted(folder, world.size) from None
+        raise interrupted(folder, world.size) from None
     except NaNLoss as exc:
         raise NaNLoss(exc.epoch, exc.batch, folder) from None
     say(f"Done in {run.seconds:.0f} s: {run.path}")
@@ -164,12 +174,15 @@ def sweep(seeds: str | Iterable[int] = "1-10", grid: dict[str, Sequence[Any]] | 
 
     if "seed" in settings:
         raise ConfigError("a sweep takes its seeds from " + wording.setting("seeds", "1-10") + ", not from seed")
-    grid = {k.replace("-", "_"): list(v) for k, v in (grid or {}).items()}
+    grid = {k.replace("-", "_"): [v] if isinstance(v, (str, bytes, int, float)) else list(v)
+            for k, v in (grid or {}).items()}
     fixed = [k for k in grid if k in NOT_SWEPT]
     if fixed:
         raise ConfigError(f"a sweep cannot vary {', '.join(fixed)}")
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    if not 0 <= target <= 1:
+        raise ConfigError(f"target is a test accuracy from 0 to 1 (0.994 for 99.4%), got {target!r}")
     seeds = seed_list(seeds)
     base = configure(config, **settings)
     folder = Path(out_dir) / (name or sweep_name(settings, grid, seeds))

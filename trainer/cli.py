@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from sheetprop.cli import CommandGroup
+from sheetprop.wording import plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
 from trainer.config import NOT_SWEPT, OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig
@@ -15,7 +16,7 @@ from trainer.data import DataError
 from trainer.device import CHOICES, DeviceError
 from trainer.loop import NaNLoss
 from trainer.models import MODELS
-from trainer.run import RunError
+from trainer.runfolder import Interrupted, RunError
 
 DEFAULTS = RunConfig()
 
@@ -35,7 +36,8 @@ SETTINGS = [
     click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=10),
                  help="Learning rate (the peak with onecycle)" + _default("lr")),
     click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="SGD momentum (Nesterov when above 0)" + _default("momentum")),
+                 help="Momentum: SGD's (Nesterov when above 0) or Adam's β₁; with onecycle it cycles within ±0.05 "
+                      "of this value against the learning rate" + _default("momentum")),
     click.option("--weight-decay", type=click.FloatRange(min=0), help="Weight decay" + _default("weight_decay")),
     click.option("--scheduler", type=click.Choice(SCHEDULERS), help="Learning-rate schedule" + _default("scheduler")),
     click.option("--step-size", type=click.IntRange(min=1),
@@ -117,7 +119,7 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
         raise SystemExit(1) from None
     except api.ProcessesFailed as exc:  # the processes have said why
         raise SystemExit(exc.exit_code) from None
-    except api.Interrupted as exc:
+    except Interrupted as exc:
         if world.main:
             click.echo(f"\n{exc}", err=True)
         raise SystemExit(130) from None
@@ -188,12 +190,15 @@ def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **opt
     try:
         compared = api.sweep(seeds, dict(grid), jobs=jobs, name=name, config=config_file, out_dir=out_dir,
                              target=round(target / 100, 10), progress=progress, echo=click.echo, **settings)
-    except (ConfigError, SweepError, CompareError) as exc:
+    except (ConfigError, SweepError, CompareError, RunError) as exc:
         raise click.ClickException(str(exc)) from None
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(130) from None
     click.echo(compared)
     if compared.failed:
-        raise click.ClickException(f"{len(compared.failed)} of {len(compared.runs) + len(compared.failed)} runs "
-                                   f"failed ({', '.join(compared.failed)}); see the log.txt in each")
+        raise click.ClickException(f"{plural(len(compared.failed), 'run')} failed ({', '.join(compared.failed)}); "
+                                   "see the log.txt in each")
 
 
 @main.command()

@@ -6,6 +6,7 @@ target accuracy on the Runs sheet recounts every run and configuration.
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -76,7 +77,9 @@ def read_runs(paths) -> tuple[list[Run], list[str]]:
 def compare(paths, out: str | Path | None = None, target: float = DEFAULT_TARGET) -> Comparison:
     """Write the comparison workbook of the runs among ``paths`` (``out``: compare.xlsx beside them when they
     share a folder, else in the current one) and return what it compares."""
-    paths = [Path(p) for p in paths]
+    paths = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not 0 <= target <= 1:
+        raise CompareError(f"target is a test accuracy from 0 to 1 (0.994 for 99.4%), got {target!r}")
     runs, skipped = read_runs(paths)
     path = write(runs, out or default_output([r.path for r in runs]), target)
     return Comparison(runs, path, target, skipped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ class RunConfig:
             if key not in known:
                 raise ConfigError(f"unknown setting {key!r} (known: {', '.join(known)})")
             current = values[key]
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+                value = value.item()  # a NumPy number
             if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value) is not type(current):

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer import runfolder
+
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
     ("train", "labels"): "train-labels-idx1-ubyte",
@@ -48,6 +50,7 @@ class MNIST:
     mean: float
     std: float
     raw_test: torch.Tensor  # uint8 test images on the CPU, for pictures of mistakes
+    fingerprint: str = ""  # of the four files' contents (see trainer.runfolder.fingerprint)
 
 
 def read_idx(path: Path, kind: str) -> np.ndarray:
@@ -125,7 +128,7 @@ def load(data_dir: str | Path, device: torch.device, download: bool = True) -> M
         y = torch.from_numpy(arrays[(name, "labels")].astype(np.int64)).to(device)
         return Split(x, y)
 
-    return MNIST(split("train"), split("test"), mean, std, raw["test"])
+    return MNIST(split("train"), split("test"), mean, std, raw["test"], runfolder.fingerprint(arrays))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ here is a no-op, so the training code reads the same either way. Only rank 0 pri
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -131,7 +132,11 @@ def launch(nproc: int, argv: list[str]) -> int:
     A failure the processes reported themselves (exit code 1: rank 0 printed it) or an interruption
     (130: rank 0 said where the last epoch is) passes through as it is; anything else is one line."""
     import logging
+    import signal
 
+    saved_env = {k: os.environ.get(k) for k in ("LOGLEVEL", "OMP_NUM_THREADS")}
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None),
+                                                      getattr(signal, "SIGQUIT", None)) if s is not None}
     os.environ.setdefault("LOGLEVEL", "ERROR")  # read when torchrun's modules first load: keep its notices out
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -150,6 +155,14 @@ def launch(nproc: int, argv: list[str]) -> int:
                           + (f" (signal {-code})" if code < 0 else "")) from None
     except SignalException:
         return 130
+    finally:  # torchrun installs its own signal handlers and leaves them: a notebook keeps its own
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return 0
 
 
@@ -158,13 +171,40 @@ def interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def exit_on_termination(world: World) -> None:
-    """Under torchrun, turn the SIGTERM the launcher sends on Ctrl-C or a failure elsewhere into
-    KeyboardInterrupt, so each process stops where a plain run stops on Ctrl-C."""
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when the process that started it dies, however it dies
+    (Linux; elsewhere nothing): a killed sweep or launcher leaves no run training on its own."""
+    import ctypes
     import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+@contextlib.contextmanager
+def interruptible(world: World) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP (a kill, a closed terminal, torchrun's launcher stopping its
+    processes) stop training the way Ctrl-C does, so the folder is left as after Ctrl-C; handlers are
+    restored after. Under torchrun each process also dies with its launcher."""
+    import signal
+    import threading
 
     if world.size > 1:
-        signal.signal(signal.SIGTERM, interrupt)
+        die_with_parent()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def quiet(*args: Any, **kwargs: Any) -> None:

@@ -1,10 +1,11 @@
-"""A training run: its folder, checkpoints and workbook, written after every epoch; resumable."""
+"""A training run: set up, resumed, trained epoch by epoch, each epoch committed to its run folder
+(:mod:`trainer.runfolder`); and :class:`Run`, a run folder read back."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -16,21 +17,15 @@ import numpy as np
 import torch
 
 from sheetprop import wording
-from trainer import data, distributed, models, report
-from trainer.config import ConfigError, RunConfig, read
+from trainer import data, distributed, models, report, runfolder
+from trainer.config import EXECUTION, ConfigError, RunConfig, check, read
 from trainer.device import Device, data_generator, resolve, set_threads
 from trainer.distributed import World
 from trainer.ema import EMA
 from trainer.loop import Timer, evaluate, make_optimizer, make_scheduler, train_epoch
 from trainer.summary import summarize
 
-CONFIG_FILE = "config.toml"
-LAST, BEST, WORKBOOK, HISTORY = "last.pt", "best.pt", "training.xlsx", "history.csv"
-
-
-class RunError(ValueError):
-    """A run that cannot start or continue; the message says why."""
-
+from trainer.runfolder import BEST, CONFIG, HISTORY, LAST, RESULTS, WORKBOOK, RunError
 
 def timestamp() -> str:
     """The name of a run folder not given one."""
@@ -38,14 +33,19 @@ def timestamp() -> str:
 
 
 def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
-    """outputs/runs/<name or timestamp>; an existing one needs ``force`` (its results are then replaced)."""
-    run_dir = Path(cfg.out_dir) / (name or timestamp())
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise RunError(f"{run_dir} already exists; use {wording.setting('resume', run_dir)} to continue it or "
-                           f"{wording.setting('force')} to replace it")
-        for f in (CONFIG_FILE, LAST, BEST, WORKBOOK, HISTORY):
-            (run_dir / f).unlink(missing_ok=True)
+    """outputs/runs/<name or timestamp>, made; one that holds a finished epoch needs ``force`` (its results
+    are then replaced after the folder is locked, see :func:`claim`). A timestamp that is taken gets a suffix."""
+    if name is None:
+        for n in range(1, 1000):
+            run_dir = Path(cfg.out_dir) / (timestamp() + (f"-{n}" if n > 1 else ""))
+            try:
+                run_dir.mkdir(parents=True)
+                return run_dir
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RunError(f"cannot create {run_dir}: {exc.strerror}") from None
+    run_dir = runfolder.inside(cfg.out_dir, name)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -53,30 +53,55 @@ def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
     return run_dir
 
 
+def claim(run_dir: Path, new: bool, force: bool) -> None:
+    """Check a locked folder before training in it: a new run does not overwrite a finished epoch without
+    ``force`` (a folder whose first epoch never finished is started again)."""
+    if new and (run_dir / LAST).exists():
+        if not force:
+            resume = wording.setting("resume", run_dir) if wording.on_command_line() else \
+                f"trainer.resume({str(run_dir)!r})"
+            raise RunError(f"{run_dir} already exists; continue it with {resume} or use {wording.setting('force')} "
+                           "to replace it")
+    if new:
+        for f in RESULTS:
+            (run_dir / f).unlink(missing_ok=True)
+
+
 RESUMABLE = ("epochs", "device", "threads", "data_dir")  # settings a resumed run may change
 
 
 def completed_epochs(run_dir: Path) -> int:
     """Epochs a run folder has finished (0 when it has no checkpoint yet)."""
-    if not (run_dir / LAST).is_file():
-        return 0
-    return int(torch.load(run_dir / LAST, map_location="cpu", weights_only=False)["epoch"])
+    return runfolder.completed_epochs(run_dir)
 
 
 def resume_config(run_dir: Path, **changes) -> RunConfig:
-    """The saved config of a run, with the few settings that may change when continuing it."""
-    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / LAST).is_file():
-        raise RunError(f"{run_dir} holds no run to resume ({CONFIG_FILE} and {LAST} are needed)")
-    cfg = read(run_dir / CONFIG_FILE)
-    if changes.get("epochs") is not None and changes["epochs"] != cfg.epochs and cfg.scheduler == "onecycle":
+    """The configuration a run was trained with (its checkpoint's; config.toml must agree with it), with the
+    few settings that may change when continuing it."""
+    run_dir = Path(run_dir)
+    if runfolder.idle(run_dir) and runfolder.pending(run_dir):
+        runfolder.recover(run_dir)
+    if not (run_dir / LAST).is_file():
+        raise RunError(f"{run_dir} holds no finished epoch to resume; start the run again (the same command "
+                       "starts it from the beginning)")
+    trained = RunConfig().updated(**runfolder.load_checkpoint(run_dir / LAST)["config"])
+    try:
+        written = read(run_dir / CONFIG) if (run_dir / CONFIG).read_text(encoding="utf-8").strip() else None
+    except (ConfigError, OSError, UnicodeDecodeError):
+        written = None  # missing, empty or damaged: the checkpoint's settings are the run's
+    if written is not None:
+        mine, theirs = written.hyperparameters(), trained.hyperparameters()
+        differ = ", ".join(f"{k} = {v!r} (trained with {theirs[k]!r})" for k, v in mine.items()
+                           if k != "epochs" and theirs[k] != v)
+        if differ:
+            raise RunError(f"{run_dir / CONFIG} does not match the run in {LAST}: {differ}; a run continues as it "
+                           f"was trained: restore those values, or start a new run with them")
+    # where and how it runs, and how many epochs, may change between sessions
+    cfg = trained.updated(**({k: getattr(written, k) for k in (*EXECUTION, "epochs")} if written else {}))
+    cfg = cfg.updated(**changes)
+    if cfg.epochs != trained.epochs and cfg.scheduler == "onecycle":
         raise RunError("a one-cycle schedule is fixed to its epoch count; resume the run without changing epochs")
-    return cfg.updated(**changes)
-
-
-def _save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    return check(cfg)
 
 
 def records(history: list[dict]) -> list[dict]:
@@ -154,13 +179,15 @@ class Run:
 def read_run(path: str | Path) -> Run:
     """A run folder's settings (config.toml) and its history so far (last.pt)."""
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file() or not (path / LAST).is_file():
-        raise RunError(f"{path} is not a run folder with a finished epoch ({CONFIG_FILE} and {LAST} are needed)")
+    if runfolder.idle(path) and runfolder.pending(path):
+        runfolder.recover(path)
+    if not (path / LAST).is_file():
+        raise RunError(f"{path} is not a run folder with a finished epoch ({LAST} is needed)")
+    state = runfolder.load_checkpoint(path / LAST)
     try:
-        cfg = read(path / CONFIG_FILE)
-        state = torch.load(path / LAST, map_location="cpu", weights_only=False)
-    except (ConfigError, OSError, RuntimeError) as exc:
-        raise RunError(f"{path}: cannot read the run ({exc})") from None
+        cfg = RunConfig().updated(**state["config"])
+    except ConfigError as exc:
+        raise RunError(f"{path / LAST}: {exc}") from None
     return Run(path, cfg, records(state["history"]), models.count_parameters(models.create(cfg.model)),
                float(state["seconds"]))
 
@@ -176,6 +203,13 @@ class Target:
     def folder(self, cfg: RunConfig) -> Path:
         return self.resume if self.resume is not None else new_run_dir(cfg, self.name, self.force)
 
+    def claim(self, cfg: RunConfig, locks: contextlib.ExitStack) -> Path:
+        """The folder, locked for this process (released when ``locks`` closes) and checked."""
+        run_dir = self.folder(cfg)
+        locks.enter_context(runfolder.Lock(run_dir))
+        claim(run_dir, self.resume is None, self.force)
+        return run_dir
+
 
 def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callable[[str], None] = print,
             world: World = World()) -> Run:
@@ -187,9 +221,10 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
     set_threads(cfg.threads)
     distributed.start(world, device.device)
     try:
-        run_dir = distributed.on_main(lambda: target.folder(cfg), (RunError,))
-        result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
-                        echo if world.main else distributed.quiet)
+        with contextlib.ExitStack() as locks:
+            run_dir = distributed.on_main(lambda: target.claim(cfg, locks), (RunError,))
+            result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
+                            echo if world.main else distributed.quiet)
         distributed.stop()
         return result
     finally:
@@ -220,7 +255,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     best, start, elapsed = 0.0, 1, 0.0
     if resume:
         # Loaded on the CPU: RNG states must stay there; weights and optimizer state follow the model.
-        state = torch.load(run_dir / LAST, map_location="cpu", weights_only=False)
+        state = runfolder.load_checkpoint(run_dir / LAST)
+        if state.get("data", mnist.fingerprint) != mnist.fingerprint:
+            raise RunError(f"the data in {cfg.data_dir} is not the data {run_dir} was trained on (fingerprint "
+                           f"{mnist.fingerprint}, the run's {state['data']}); resume with the same files")
         if state.get("processes", 1) != world.size:
             trained_by = state.get("processes", 1)
             raise RunError(f"{run_dir} was trained by {wording.plural(trained_by, 'process', 'processes')}; resume it "
@@ -241,7 +279,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     model_summary = summarize(model)
     trained = distributed.wrap(model, device.device, world)
     if world.main:
-        (run_dir / CONFIG_FILE).write_text(cfg.to_toml(), encoding="utf-8")
+        runfolder.write_config(run_dir, cfg.to_dict())
 
     rep = report.Report(cfg.to_dict(), model_summary, history, None,
                         mnist.raw_test.numpy(), mnist.test.labels.cpu().numpy())
@@ -274,17 +312,20 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
                      "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                      "rng": rngs[0] if world.size == 1 else rngs, "processes": world.size,
                      "history": history, "best": max(best, ev.accuracy),
-                     "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict()}
+                     "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict(), "data": mnist.fingerprint}
             if ema:
                 state.update({"trained model": model.state_dict(), "ema updates": ema.updates})
-            _save(state, run_dir / LAST)
-            if ev.accuracy > best:
-                _save(state, run_dir / BEST)
             rep.evaluation = ev
             rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
                               "best test acc": max(best, ev.accuracy)})
-            report.write(run_dir / WORKBOOK, rep)
-            report.write_csv(run_dir / HISTORY, history)
+            files = {LAST: lambda path: runfolder.save_checkpoint(state, path),
+                     WORKBOOK: lambda path: report.write(path, rep),
+                     HISTORY: lambda path: report.write_csv(path, history)}
+            if ev.accuracy > best:
+                files[BEST] = lambda path: runfolder.save_checkpoint(state, path)
+            for name in runfolder.commit(run_dir, files):
+                echo(f"Could not replace {run_dir / name} (open in another program?); training goes on, and it is "
+                     "written again after the next epoch")
         best = max(best, ev.accuracy)
         # printed once the epoch is saved: an interruption after this line keeps it
         echo(f"Epoch {epoch}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | test loss {ev.loss:.4f} "

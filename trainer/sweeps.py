@@ -27,10 +27,11 @@ from sheetprop import wording
 from sheetprop.wording import plural
 from trainer import distributed
 from trainer.comparison import Comparison, compare, text
-from trainer.config import NOT_SWEPT, RunConfig, check, read
+from trainer.config import NOT_SWEPT, RunConfig, check
 from trainer.device import cores
 from trainer.report import DEFAULT_TARGET
-from trainer.run import CONFIG_FILE, LAST, completed_epochs, read_run
+from trainer.run import completed_epochs, read_run
+from trainer.runfolder import LAST, Interrupted, Lock
 
 LOG = "log.txt"
 
@@ -69,9 +70,9 @@ def sweep_name(options: dict[str, Any], grid: dict[str, list], seeds: list[int])
 
 def _state(job: Job, run_dir: Path) -> str:
     """new, partial or done; a folder holding a different run is refused."""
-    if not (run_dir / CONFIG_FILE).is_file():
-        return "new"
-    saved = read(run_dir / CONFIG_FILE)
+    if not (run_dir / LAST).is_file():
+        return "new"  # not started, or its first epoch never finished: it starts again
+    saved = read_run(run_dir).config
     if saved.hyperparameters() != job.cfg.hyperparameters():
         differ = ", ".join(f"{k}={v!r}" for k, v in saved.hyperparameters().items()
                            if job.cfg.hyperparameters()[k] != v)
@@ -118,6 +119,12 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
         echo: Callable[[str], None] = print) -> Comparison:
     """Run every job not yet done (``workers`` at a time), then compare all of them."""
     folder.mkdir(parents=True, exist_ok=True)
+    with Lock(folder):
+        return _run(jobs, folder, workers, target, progress, echo)
+
+
+def _run(jobs: list[Job], folder: Path, workers: int, target: float, progress: bool,
+         echo: Callable[[str], None]) -> Comparison:
     states = {job.name: _state(job, folder / job.name) for job in jobs}
     done = {job.name: completed_epochs(folder / job.name) for job in jobs}
     todo = [job for job in jobs if states[job.name] != "done"]
@@ -138,7 +145,7 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
                 # a session of its own: Ctrl-C reaches the sweep, which passes it on to each run once
                 proc = subprocess.Popen(_command(job, run_dir, states[job.name], threads), stdout=log,
                                         stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]},
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=distributed.die_with_parent)
                 running[job.name] = _Running(proc, slot, log, job, done[job.name], _epochs_logged(run_dir))
                 bar.write(f"started {job.name}" + (" (resuming)" if states[job.name] == "partial" else ""))
             time.sleep(0.5)
@@ -164,8 +171,9 @@ def run(jobs: list[Job], folder: Path, workers: int = 1, target: float = DEFAULT
             r.proc.wait()
             r.log.close()
         bar.close()
-        echo(f"Interrupted. Finished runs are kept in {folder}; run the same command again to continue.")
-        raise SystemExit(130) from None
+        again = "run the same command" if wording.on_command_line() else "call trainer.sweep with the same arguments"
+        raise Interrupted(f"Interrupted. Finished runs are kept in {folder}; {again} again to continue.",
+                          folder) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
