@@ -195,6 +195,10 @@ class Book:
             self.workbook.close()
             os.chmod(self._tmp, 0o666 & ~_umask())
             os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc} (is it open in another program, "
+                              "or the disk full?)") from None
         except BaseException:
             self.discard()
             raise

@@ -162,3 +162,16 @@ def test_an_interrupted_build_leaves_no_file_behind(tmp_path, sig, code):
     assert proc.returncode == code, err
     assert b"Traceback" not in err
     assert list(tmp_path.iterdir()) == [scratch] and list(scratch.iterdir()) == []
+
+
+def test_a_workbook_that_cannot_be_replaced_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "b.xlsx"
+    assert run("build", "--iterations", "2", "--out", out).exit_code == 0
+
+    def locked(src, dst):  # Windows, while Excel has the file open; chattr +i elsewhere
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("sheetprop.book.os.replace", locked)
+    result = run("build", "--iterations", "2", "--out", out, "--force")
+    assert_clean_failure(result, 1, "cannot write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.xlsx"]  # no temporary file left

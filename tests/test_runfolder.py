@@ -249,3 +249,25 @@ def test_an_interrupted_first_epoch_starts_again_with_the_same_command(data, tmp
     monkeypatch.undo()
     again = cli(*args)
     assert again.exit_code == 0, again.output
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_epoch(data, tmp_path, monkeypatch):
+    run = train(data, tmp_path, "full", epochs=2, scheduler="step")
+
+    def no_space(state, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr("trainer.runfolder.save_checkpoint", no_space)
+    result = cli("run", "--resume", run.path, "--epochs", 3, "--no-progress")
+    assert result.exit_code == 1 and "cannot write epoch 3" in result.output and "Traceback" not in result.output
+    assert trainer.load(run.path).epochs == 2 == workbook_epochs(run.path)
+    assert not any(p.name.startswith(".") for p in run.path.iterdir())
+
+
+def test_images_of_another_size_are_one_line(tmp_path):
+    small = write_mnist(tmp_path / "small")
+    images, _ = make_images(320, 0)
+    write_idx(small / FILES[("train", "images")], images[:, :14, :14])
+    result = cli("run", "--data-dir", small, "--out-dir", tmp_path / "runs", "--name", "s", "--no-progress")
+    assert result.exit_code == 1 and "14×14 pixels; MNIST's are 28×28" in result.output
+    assert not (tmp_path / "runs" / "s").exists()  # a failed start leaves no folder behind

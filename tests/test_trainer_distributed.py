@@ -97,11 +97,18 @@ def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist
     states = {name: torch.load(tmp_path / name / "last.pt", weights_only=False) for name in ("one", "two")}
     assert set(states["two"]) == set(states["one"]) and states["two"]["processes"] == 2
     assert states["two"]["model"].keys() == states["one"]["model"].keys()
+    # the saved model, evaluated here on its own, gives the test loss the run reported
+    saved = models.create("tiny")
+    saved.load_state_dict(states["two"]["model"])
+    test = data.load(mnist_dir, torch.device("cpu")).test
+    with torch.no_grad():
+        loss = float(torch.nn.functional.cross_entropy(saved.eval()(test.images), test.labels))
+    assert loss == pytest.approx(states["two"]["history"][-1]["test_loss"], rel=1e-6)
     books = {name: openpyxl.load_workbook(tmp_path / name / "training.xlsx") for name in ("one", "two")}
     assert books["two"].sheetnames == books["one"].sheetnames
     config = {r[0]: r[1] for r in books["two"]["Config"].iter_rows(min_row=4, values_only=True) if r[0]}
     assert config["processes"] == 2 and config["backend"] == "gloo" and config["batch per process"] == 32
-    assert config["BatchNorm statistics"] == "per process (CPU)"
+    assert config["BatchNorm statistics"] == "per process while training, averaged across processes after each epoch (CPU)"
     assert [h["epoch"] for h in states["two"]["history"]] == [1, 2]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
         raise DataError(f"{path}: not an IDX {kind} file (bad header)")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if kind == "images" and dims[1:] != [28, 28]:
+        raise DataError(f"{path}: images of {dims[1]}×{dims[2]} pixels; MNIST's are 28×28")
     body = data[4 + 4 * ndim :]
     if len(body) != math.prod(dims):
         raise DataError(f"{path}: truncated or corrupt ({len(body):,} bytes of data, header says {math.prod(dims):,})")
@@ -93,9 +96,12 @@ def locate(data_dir: str | Path, download: bool = True) -> dict[tuple[str, str],
     data_dir = Path(data_dir)
     found = find_files(data_dir)
     if not found and download:
+        made = [p for p in (data_dir, data_dir / "MNIST") if not p.exists()]
         try:
             _download(data_dir)
         except Exception as exc:  # offline, refused, or a failed checksum
+            for folder in reversed(made):  # leave nothing behind: the folders torchvision made, now empty
+                shutil.rmtree(folder, ignore_errors=True)
             names = ", ".join(f"{s}.gz" for s in FILES.values())
             raise DataError(f"MNIST not found in {data_dir} and the download failed ({type(exc).__name__}); "
                             f"put {names} (or the same without .gz) in {data_dir}") from None

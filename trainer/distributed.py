@@ -118,7 +118,20 @@ def batch_norm(device: torch.device, world: World) -> str:
     """How BatchNorm statistics are computed, for the Config sheet."""
     if world.size == 1:
         return "one process"
-    return "synchronized across GPUs (SyncBatchNorm)" if device.type == "cuda" else "per process (CPU)"
+    return "synchronized across GPUs (SyncBatchNorm)" if device.type == "cuda" else \
+        "per process while training, averaged across processes after each epoch (CPU)"
+
+
+def average_batch_norm(model: nn.Module) -> None:
+    """Set every process's BatchNorm running statistics to their mean over the processes, so that every
+    process evaluates, and rank 0 saves, one model (without SyncBatchNorm each process keeps its own)."""
+    if not dist.is_initialized():
+        return
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            for buffer in (m.running_mean, m.running_var):
+                dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+                buffer /= dist.get_world_size()
 
 
 class LaunchError(RuntimeError):

@@ -223,8 +223,13 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
     try:
         with contextlib.ExitStack() as locks:
             run_dir = distributed.on_main(lambda: target.claim(cfg, locks), (RunError,))
-            result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
-                            echo if world.main else distributed.quiet)
+            try:
+                result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
+                                echo if world.main else distributed.quiet)
+            except BaseException:
+                if world.main and target.resume is None:
+                    runfolder.discard_unstarted(run_dir)
+                raise
         distributed.stop()
         return result
     finally:
@@ -298,6 +303,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         timer = Timer()
         train_loss, train_acc = train_epoch(trained, mnist.train, optimizer, scheduler, device, cfg, generator,
                                             epoch, progress, ema, world)
+        if world.size > 1 and device.type != "cuda":
+            distributed.average_batch_norm(evaluated)
         ev = evaluate(evaluated, mnist.test, device, world=world)
         seconds = timer.seconds
         lr = optimizer.param_groups[0]["lr"]
@@ -323,7 +330,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
                      HISTORY: lambda path: report.write_csv(path, history)}
             if ev.accuracy > best:
                 files[BEST] = lambda path: runfolder.save_checkpoint(state, path)
-            for name in runfolder.commit(run_dir, files):
+            try:
+                kept = runfolder.commit(run_dir, files)
+            except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+                raise RunError(f"cannot write epoch {epoch} in {run_dir} ({str(exc).splitlines()[0][:120]}); "
+                               f"the last complete epoch is kept; free some space and resume") from None
+            for name in kept:
                 echo(f"Could not replace {run_dir / name} (open in another program?); training goes on, and it is "
                      "written again after the next epoch")
         best = max(best, ev.accuracy)

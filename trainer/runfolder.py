@@ -90,6 +90,21 @@ def recover(run_dir: Path) -> list[str]:
     return kept
 
 
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove what a new run wrote before its first epoch ended (its config.toml; the folder if that
+    leaves it empty), so a failed or interrupted start leaves nothing behind."""
+    if (run_dir / LAST).exists():
+        return
+    (run_dir / CONFIG).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / _STAGING, ignore_errors=True)
+    try:
+        if not any(p.name != LOCK for p in run_dir.iterdir()):
+            (run_dir / LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass
+
+
 def pending(run_dir: Path) -> bool:
     """Whether a commit is under way or was interrupted (readers then look at it through :func:`recover`)."""
     return (run_dir / _COMMIT).exists() or (run_dir / _STAGING).exists()
@@ -107,7 +122,10 @@ class Lock:
 
     def __enter__(self) -> "Lock":
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise RunError(f"cannot write in {self.path.parent}: {exc.strerror}") from None
             if not _try_lock(fd):
                 holder = _read(fd)
                 os.close(fd)
