@@ -106,7 +106,7 @@ def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path |
     try:
         built = build_workbook(template_name, list(learning_rates) or None, iterations, out, force=force)
     except BuildError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="'--lr'" if "learning rate" in str(exc) else None) from None
     except (TemplateError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
     except LimitError as exc:

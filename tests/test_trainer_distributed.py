@@ -136,3 +136,32 @@ def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mni
     assert f"Resuming {tmp_path / 'k'} after epoch {done}" in resumed.stdout
     history = torch.load(tmp_path / "k" / "last.pt", weights_only=False)["history"]
     assert [h["epoch"] for h in history] == list(range(1, 11))
+
+
+def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
+                             str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
+                             "--name", "w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "w" / "last.pt").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+    def rank_one() -> int | None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                command = open(f"/proc/{pid}/cmdline", "rb").read()
+                environment = b"\0" + open(f"/proc/{pid}/environ", "rb").read()
+            except OSError:
+                continue
+            if str(tmp_path).encode() in command and b"\0RANK=1\0" in environment:
+                return int(pid)
+        return None
+
+    worker = rank_one()
+    assert worker is not None
+    os.kill(worker, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert err.strip().splitlines()[-1].startswith("Interrupted. The last complete epoch is kept in")

@@ -119,7 +119,9 @@ def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress:
         say(f"Starting {nproc} processes with torchrun's launcher for {folder}")
         code = distributed.launch(nproc, workers)
         if code == 130:
-            raise interrupted(folder, nproc)
+            stopped = interrupted(folder, nproc)
+            stopped.reported = True
+            raise stopped
         if code:
             raise ProcessesFailed(code)
         return read_run(folder)
@@ -130,6 +132,10 @@ def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress:
         raise interrupted(folder, world.size) from None
     except NaNLoss as exc:
         raise NaNLoss(exc.epoch, exc.batch, folder) from None
+    except RuntimeError as exc:
+        if world.size > 1 and distributed.peer_lost(exc):  # another process was stopped or died
+            raise interrupted(folder, world.size) from None
+        raise
     say(f"Done in {run.seconds:.0f} s: {run.path}")
     if run.history:
         say(f"Test accuracy of the last {wording.plural(len(run.last_three), 'epoch')}: "

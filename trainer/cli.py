@@ -120,7 +120,7 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
     except api.ProcessesFailed as exc:  # the processes have said why
         raise SystemExit(exc.exit_code) from None
     except Interrupted as exc:
-        if world.main:
+        if world.main and not exc.reported:
             click.echo(f"\n{exc}", err=True)
         raise SystemExit(130) from None
 

@@ -150,12 +150,12 @@ def launch(nproc: int, argv: list[str]) -> int:
     saved_env = {k: os.environ.get(k) for k in ("LOGLEVEL", "OMP_NUM_THREADS")}
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None),
                                                       getattr(signal, "SIGQUIT", None)) if s is not None}
-    os.environ.setdefault("LOGLEVEL", "ERROR")  # read when torchrun's modules first load: keep its notices out
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")  # read when torchrun's modules first load: we report failures
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    logging.getLogger("torch.distributed").setLevel(logging.ERROR)  # torchrun's notices, not ours
+    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # torchrun's notices and failure reports
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))  # the cores split between processes
     try:
         torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainer", *argv]))
@@ -177,6 +177,13 @@ def launch(nproc: int, argv: list[str]) -> int:
             else:
                 os.environ[key] = value
     return 0
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether an error means another process of the group stopped (its connection closed)."""
+    text = str(exc)
+    return isinstance(exc, getattr(dist, "DistError", ())) or any(
+        word in text for word in ("Connection closed", "Connection reset", "gloo", "NCCL", "Broken pipe"))
 
 
 def interrupt(signum: int, frame: Any) -> None:

@@ -44,9 +44,10 @@ class Interrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C, a stopped notebook cell, SIGTERM); the message says what was kept
     and how to continue."""
 
-    def __init__(self, message: str, folder: Path) -> None:
+    def __init__(self, message: str, folder: Path, reported: bool = False) -> None:
         super().__init__(message)
         self.folder = folder
+        self.reported = reported  # the processes that trained have already said it
 
 
 # -- the epoch commit ---------------------------------------------------------------------------
