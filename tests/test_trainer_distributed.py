@@ -165,3 +165,33 @@ def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Error" not in err, err
     assert err.strip().splitlines()[-1].startswith("Interrupted. The last complete epoch is kept in")
+
+
+def test_killing_the_launcher_stops_its_processes(mnist_dir, tmp_path):
+    launcher = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
+                                 str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
+                                 "--name", "L"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                command = open(f"/proc/{pid}/cmdline", "rb").read()
+                environment = b"\0" + open(f"/proc/{pid}/environ", "rb").read()
+            except OSError:
+                continue
+            if int(pid) != launcher.pid and str(tmp_path).encode() in command and b"\0RANK=" in environment:
+                found.append(int(pid))
+        return found
+
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "L" / "last.pt").is_file() and len(workers()) == 2):
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 5  # they are told at once, not when a collective step times out
+    while workers():
+        assert time.monotonic() < deadline, f"still training after the launcher was killed: {workers()}"
+        time.sleep(0.1)
+    assert torch.load(tmp_path / "L" / "last.pt", weights_only=False)["epoch"] >= 1
