@@ -9,8 +9,8 @@ from sheetprop.cli import main
 from sheetprop.layout import TrainingLayout, defined_name, training_sheet_name
 from sheetprop.quantities import Param
 from sheetprop.verification import compare, read_setup, scan_errors
-from tests.xlsx import assert_recalculation_matches_cache
 from sheetprop.workbook import build
+from tests.xlsx import assert_recalculation_matches_cache
 
 pytestmark = pytest.mark.libreoffice
 

@@ -15,8 +15,9 @@ from sheetprop import limits, recalc, reference
 from sheetprop.layout import TrainingLayout
 from sheetprop.workbook import build
 from tests.networks import networks
-from tests.xlsx import assert_recalculation_matches_cache
 from tests.torch_oracle import torch_gradients
+from tests.xlsx import assert_recalculation_matches_cache
+
 
 def examples(n: int, shrink: bool = True) -> settings:
     """n examples, the same on every run (CI must be deterministic), without a time limit per example."""

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 import trainer
 from tests.mnist_fixtures import make_images, write_mnist
+from tests.processes import processes
 from trainer import runfolder
 from trainer.cli import main
 from trainer.data import FILES, write_idx
@@ -163,16 +164,8 @@ def test_killing_a_sweep_stops_its_runs(data, tmp_path):
                               "50", "--batch-size", "64", "--data-dir", data, "--out-dir", str(tmp_path),
                               "--name", "s", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def runs() -> list[int]:
-        found = []
-        for proc in Path("/proc").iterdir():
-            try:
-                cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if proc.name.isdigit() and str(tmp_path / "s") in cmd and "--name" in cmd and "seed" in cmd:
-                found.append(int(proc.name))
-        return found
+    def runs() -> list[int]:  # the sweep's own command line names --out-dir and --name apart
+        return processes(f"{tmp_path / 's'} --name seed")
 
     deadline = time.monotonic() + 60
     while len(runs()) < 2:

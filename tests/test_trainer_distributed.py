@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.mnist_fixtures import write_mnist
+from tests.processes import processes
 from trainer import data, distributed, models
 from trainer.config import RunConfig
 from trainer.loop import batch_loss
@@ -147,20 +148,9 @@ def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
 
-    def rank_one() -> int | None:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                command = open(f"/proc/{pid}/cmdline", "rb").read()
-                environment = b"\0" + open(f"/proc/{pid}/environ", "rb").read()
-            except OSError:
-                continue
-            if str(tmp_path).encode() in command and b"\0RANK=1\0" in environment:
-                return int(pid)
-        return None
-
-    worker = rank_one()
-    assert worker is not None
-    os.kill(worker, signal.SIGTERM)
+    rank_one = processes(str(tmp_path), "RANK=1\0")
+    assert len(rank_one) == 1
+    os.kill(rank_one[0], signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Error" not in err, err
@@ -173,16 +163,7 @@ def test_killing_the_launcher_stops_its_processes(mnist_dir, tmp_path):
                                  "--name", "L"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def workers() -> list[int]:
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                command = open(f"/proc/{pid}/cmdline", "rb").read()
-                environment = b"\0" + open(f"/proc/{pid}/environ", "rb").read()
-            except OSError:
-                continue
-            if int(pid) != launcher.pid and str(tmp_path).encode() in command and b"\0RANK=" in environment:
-                found.append(int(pid))
-        return found
+        return [pid for pid in processes(str(tmp_path), "RANK=") if pid != launcher.pid]
 
     deadline = time.monotonic() + 120
     while not ((tmp_path / "L" / "last.pt").is_file() and len(workers()) == 2):

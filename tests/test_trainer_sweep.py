@@ -10,14 +10,19 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
+import trainer
 from sheetprop import recalc
 from tests.mnist_fixtures import write_mnist
-from tests.xlsx import assert_gnumeric_matches_cache, assert_recalculation_matches_cache, charts
+from tests.xlsx import (
+    assert_gnumeric_matches_cache,
+    assert_recalculation_matches_cache,
+    chart_sheets,
+    charts,
+)
 from trainer.cli import main
-import trainer
-from tests.xlsx import chart_sheets
 from trainer.comparison import write
-from trainer.run import completed_epochs, read_run
+from trainer.run import read_run
+from trainer.runfolder import completed_epochs
 
 GRID = ["--seeds", "1,2", "--set", "lr=0.05,0.1", "--epochs", "3", "--batch-size", "64", "--jobs", "2",
         "--no-progress", "--name", "grid"]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sheetprop import wording
 from trainer import distributed
 from trainer.comparison import CompareError, Comparison, compare
-from trainer.config import NOT_SWEPT, ConfigError, RunConfig, check, read
+from trainer.config import NOT_SWEPT, ConfigError, RunConfig, arguments, check, read
 from trainer.data import DataError
 from trainer.device import DeviceError
 from trainer.loop import NaNLoss
@@ -24,14 +24,13 @@ from trainer.run import (
     Run,
     RunError,
     Target,
-    claim,
-    completed_epochs,
+    clear_for_new_run,
     execute,
     read_run,
     resume_config,
     timestamp,
 )
-from trainer.runfolder import LAST, Interrupted
+from trainer.runfolder import LAST, Interrupted, completed_epochs
 from trainer.sweeps import SweepError
 
 __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "seed_list", "Run", "RunConfig", "Comparison",
@@ -93,16 +92,13 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str | None
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a folder")
     changes = {"epochs": epochs, "device": device, "threads": threads, "data_dir": data_dir}
-    cfg = check(resume_config(run_dir, **changes))
+    cfg = resume_config(run_dir, **changes)
     done = completed_epochs(run_dir)
     say = echo or distributed.quiet
     if done >= cfg.epochs:
         say(f"{run_dir} is complete ({done} of {wording.plural(cfg.epochs, 'epoch')}); nothing to do")
         return read_run(run_dir)
-    workers = ["run", "--resume", str(run_dir),
-               *[arg for key, value in changes.items() if value is not None
-                 for arg in ("--" + key.replace("_", "-"), str(value))],
-               "--progress" if progress else "--no-progress"]
+    workers = ["run", "--resume", str(run_dir), *arguments(changes), "--progress" if progress else "--no-progress"]
     return _execute(cfg, Target(resume=run_dir), run_dir, nproc, progress, echo, distributed.from_environment(),
                     workers)
 
@@ -115,7 +111,7 @@ def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress:
         raise ConfigError(f"nproc must be at least 1, got {nproc}")
     if nproc > 1 and world.size == 1:
         if target.resume is None and (folder / LAST).exists() and not target.force:
-            claim(folder, True, False)  # the refusal, in the caller's words, before any process starts
+            clear_for_new_run(folder, False)  # refuses, in the caller's words, before any process starts
         say(f"Starting {nproc} processes with torchrun's launcher for {folder}")
         code = distributed.launch(nproc, workers)
         if code == 130:

@@ -48,7 +48,7 @@ class RunConfig:
 
     def to_arguments(self) -> list[str]:
         """Every setting as ``trainer run`` options (``--batch-size 128 …``): how a run starts another process."""
-        return [arg for key, value in self.to_dict().items() for arg in ("--" + key.replace("_", "-"), str(value))]
+        return arguments(self.to_dict())
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that decide what a run computes (not where it runs or writes)."""
@@ -73,6 +73,12 @@ class RunConfig:
                 raise ConfigError(f"setting {key!r} must be {type(current).__name__}, got {value!r}")
             values[key] = value
         return RunConfig(**values)
+
+
+def arguments(settings: dict[str, Any]) -> list[str]:
+    """Settings as ``trainer run`` options, those that are None left out."""
+    return [arg for key, value in settings.items() if value is not None
+            for arg in ("--" + key.replace("_", "-"), str(value))]
 
 
 EXECUTION = ("device", "threads", "data_dir", "out_dir")  # how and where a run happens, not what it computes

@@ -23,9 +23,9 @@ from trainer.device import Device, data_generator, resolve, set_threads
 from trainer.distributed import World
 from trainer.ema import EMA
 from trainer.loop import Timer, evaluate, make_optimizer, make_scheduler, train_epoch
+from trainer.runfolder import BEST, CONFIG, HISTORY, LAST, RESULTS, WORKBOOK, RunError
 from trainer.summary import summarize
 
-from trainer.runfolder import BEST, CONFIG, HISTORY, LAST, RESULTS, WORKBOOK, RunError
 
 def timestamp() -> str:
     """The name of a run folder not given one."""
@@ -53,34 +53,25 @@ def new_run_dir(cfg: RunConfig, name: str | None, force: bool) -> Path:
     return run_dir
 
 
-def claim(run_dir: Path, new: bool, force: bool) -> None:
-    """Check a locked folder before training in it: a new run does not overwrite a finished epoch without
-    ``force`` (a folder whose first epoch never finished is started again)."""
-    if new and (run_dir / LAST).exists():
-        if not force:
-            resume = wording.setting("resume", run_dir) if wording.on_command_line() else \
-                f"trainer.resume({str(run_dir)!r})"
-            raise RunError(f"{run_dir} already exists; continue it with {resume} or use {wording.setting('force')} "
-                           "to replace it")
-    if new:
-        for f in RESULTS:
-            (run_dir / f).unlink(missing_ok=True)
+def clear_for_new_run(run_dir: Path, force: bool) -> None:
+    """Empty a locked folder for a new run: one holding a finished epoch only with ``force`` (a folder whose
+    first epoch never finished is started again)."""
+    if (run_dir / LAST).exists() and not force:
+        resume = wording.setting("resume", run_dir) if wording.on_command_line() else \
+            f"trainer.resume({str(run_dir)!r})"
+        raise RunError(f"{run_dir} already exists; continue it with {resume} or use {wording.setting('force')} "
+                       "to replace it")
+    for f in RESULTS:
+        (run_dir / f).unlink(missing_ok=True)
 
 
 RESUMABLE = ("epochs", "device", "threads", "data_dir")  # settings a resumed run may change
 
 
-def completed_epochs(run_dir: Path) -> int:
-    """Epochs a run folder has finished (0 when it has no checkpoint yet)."""
-    return runfolder.completed_epochs(run_dir)
-
-
 def resume_config(run_dir: Path, **changes) -> RunConfig:
     """The configuration a run was trained with (its checkpoint's; config.toml must agree with it), with the
     few settings that may change when continuing it."""
-    run_dir = Path(run_dir)
-    if runfolder.idle(run_dir) and runfolder.pending(run_dir):
-        runfolder.recover(run_dir)
+    run_dir = runfolder.settled(run_dir)
     if not (run_dir / LAST).is_file():
         raise RunError(f"{run_dir} holds no finished epoch to resume; start the run again (the same command "
                        "starts it from the beginning)")
@@ -179,8 +170,7 @@ class Run:
 def read_run(path: str | Path) -> Run:
     """A run folder's settings (config.toml) and its history so far (last.pt)."""
     path = Path(path)
-    if runfolder.idle(path) and runfolder.pending(path):
-        runfolder.recover(path)
+    path = runfolder.settled(path)
     if not (path / LAST).is_file():
         raise RunError(f"{path} is not a run folder with a finished epoch ({LAST} is needed)")
     state = runfolder.load_checkpoint(path / LAST)
@@ -207,7 +197,8 @@ class Target:
         """The folder, locked for this process (released when ``locks`` closes) and checked."""
         run_dir = self.folder(cfg)
         locks.enter_context(runfolder.Lock(run_dir))
-        claim(run_dir, self.resume is None, self.force)
+        if self.resume is None:
+            clear_for_new_run(run_dir, self.force)
         return run_dir
 
 

@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,9 +105,13 @@ def discard_unstarted(run_dir: Path) -> None:
         pass
 
 
-def pending(run_dir: Path) -> bool:
-    """Whether a commit is under way or was interrupted (readers then look at it through :func:`recover`)."""
-    return (run_dir / _COMMIT).exists() or (run_dir / _STAGING).exists()
+def settled(run_dir: str | Path) -> Path:
+    """``run_dir``, with a commit that was interrupted finished first when no process is writing it (what
+    every reader does before it looks)."""
+    run_dir = Path(run_dir)
+    if ((run_dir / _COMMIT).exists() or (run_dir / _STAGING).exists()) and idle(run_dir):
+        recover(run_dir)
+    return run_dir
 
 
 # -- one writer at a time -----------------------------------------------------------------------
@@ -220,8 +223,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise RunError(f"{path} does not exist") from None
-    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, Exception) as exc:
-        # torch.load raises many kinds for a truncated or foreign file (UnpicklingError, KeyError, …)
+    except Exception as exc:  # torch.load raises many kinds for a damaged or foreign file (UnpicklingError, …)
         raise RunError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it is damaged or "
                              "not from trainer") from None
     if not isinstance(state, dict) or any(k not in state for k in _KEYS):
@@ -240,9 +242,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def completed_epochs(run_dir: Path) -> int:
     """Epochs a run folder has finished (0 when it has no checkpoint yet)."""
-    run_dir = Path(run_dir)
-    if idle(run_dir) and pending(run_dir):
-        recover(run_dir)
+    run_dir = settled(run_dir)
     if not (run_dir / LAST).is_file():
         return 0
     return int(load_checkpoint(run_dir / LAST)["epoch"])

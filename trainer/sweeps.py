@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from trainer.comparison import Comparison, compare, text
 from trainer.config import NOT_SWEPT, RunConfig, check
 from trainer.device import cores
 from trainer.report import DEFAULT_TARGET
-from trainer.run import completed_epochs, read_run
-from trainer.runfolder import LAST, Interrupted, Lock
+from trainer.run import read_run
+from trainer.runfolder import LAST, Interrupted, Lock, completed_epochs
 
 LOG = "log.txt"
 
@@ -133,50 +132,46 @@ def _run(jobs: list[Job], folder: Path, workers: int, target: float, progress: b
     free, running, failed = list(range(workers)), {}, []
     bar = tqdm(total=sum(job.cfg.epochs for job in jobs), initial=sum(done.values()), unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    previous = signal.signal(signal.SIGTERM, distributed.interrupt) if threading.current_thread() is threading.main_thread() \
-        else None
-    try:
-        while todo or running:
-            while todo and free:
-                job, slot = todo.pop(0), free.pop(0)
-                run_dir = folder / job.name
-                run_dir.mkdir(parents=True, exist_ok=True)
-                log = open(run_dir / LOG, "a", encoding="utf-8")
-                # a session of its own: Ctrl-C reaches the sweep, which passes it on to each run once
-                proc = subprocess.Popen(_command(job, run_dir, states[job.name], threads), stdout=log,
-                                        stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]},
-                                        start_new_session=True, preexec_fn=distributed.die_with_parent)
-                running[job.name] = _Running(proc, slot, log, job, done[job.name], _epochs_logged(run_dir))
-                bar.write(f"started {job.name}" + (" (resuming)" if states[job.name] == "partial" else ""))
-            time.sleep(0.5)
-            for name, r in list(running.items()):
-                done[name] = r.start_epochs + _epochs_logged(folder / name) - r.logged_before
-                if r.proc.poll() is None:
-                    continue
+    with distributed.interruptible(distributed.World()):  # SIGTERM and SIGHUP stop it as Ctrl-C does
+        try:
+            while todo or running:
+                while todo and free:
+                    job, slot = todo.pop(0), free.pop(0)
+                    run_dir = folder / job.name
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    log = open(run_dir / LOG, "a", encoding="utf-8")
+                    # a session of its own: Ctrl-C reaches the sweep, which passes it on to each run once
+                    proc = subprocess.Popen(_command(job, run_dir, states[job.name], threads), stdout=log,
+                                            stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]},
+                                            start_new_session=True, preexec_fn=distributed.die_with_parent)
+                    running[job.name] = _Running(proc, slot, log, job, done[job.name], _epochs_logged(run_dir))
+                    bar.write(f"started {job.name}" + (" (resuming)" if states[job.name] == "partial" else ""))
+                time.sleep(0.5)
+                for name, r in list(running.items()):
+                    done[name] = r.start_epochs + _epochs_logged(folder / name) - r.logged_before
+                    if r.proc.poll() is None:
+                        continue
+                    r.log.close()
+                    del running[name]
+                    free.append(r.slot)
+                    done[name] = completed_epochs(folder / name)
+                    if r.proc.returncode != 0:
+                        failed.append(name)
+                        bar.write(f"FAILED {name} (exit {r.proc.returncode}); see {folder / name / LOG}")
+                    else:
+                        bar.write(f"finished {name}: {read_run(folder / name).describe()}")
+                bar.n = sum(min(n, job.cfg.epochs) for n, job in zip(done.values(), jobs))
+                bar.refresh()
+        except KeyboardInterrupt:
+            for r in running.values():
+                r.proc.send_signal(signal.SIGINT)  # each run keeps its last complete epoch
+            for r in running.values():
+                r.proc.wait()
                 r.log.close()
-                del running[name]
-                free.append(r.slot)
-                done[name] = completed_epochs(folder / name)
-                if r.proc.returncode != 0:
-                    failed.append(name)
-                    bar.write(f"FAILED {name} (exit {r.proc.returncode}); see {folder / name / LOG}")
-                else:
-                    bar.write(f"finished {name}: {read_run(folder / name).describe()}")
-            bar.n = sum(min(n, job.cfg.epochs) for n, job in zip(done.values(), jobs))
-            bar.refresh()
-    except KeyboardInterrupt:
-        for r in running.values():
-            r.proc.send_signal(signal.SIGINT)  # each run keeps its last complete epoch
-        for r in running.values():
-            r.proc.wait()
-            r.log.close()
-        bar.close()
-        again = "run the same command" if wording.on_command_line() else "call trainer.sweep with the same arguments"
-        raise Interrupted(f"Interrupted. Finished runs are kept in {folder}; {again} again to continue.",
-                          folder) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            bar.close()
+            again = "run the same command" if wording.on_command_line() else "call trainer.sweep with the same arguments"
+            raise Interrupted(f"Interrupted. Finished runs are kept in {folder}; {again} again to continue.",
+                              folder) from None
     bar.close()
     finished = [folder / job.name for job in jobs if (folder / job.name / LAST).is_file()]
     if not finished:
