@@ -264,3 +264,24 @@ def test_images_of_another_size_are_one_line(tmp_path):
     result = cli("run", "--data-dir", small, "--out-dir", tmp_path / "runs", "--name", "s", "--no-progress")
     assert result.exit_code == 1 and "14×14 pixels; MNIST's are 28×28" in result.output
     assert not (tmp_path / "runs" / "s").exists()  # a failed start leaves no folder behind
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
+def test_resuming_in_a_folder_that_cannot_be_written_is_one_line_and_changes_nothing(data, tmp_path):
+    run = train(data, tmp_path, "ro", epochs=1, scheduler="step")
+    before = {p.name: p.read_bytes() for p in run.path.iterdir()}
+    if os.geteuid() == 0:  # root writes through permissions; an immutable folder stops it too
+        if not _immutable(run.path, True):
+            pytest.skip("chattr +i is not permitted here")
+    else:
+        run.path.chmod(0o555)
+    try:
+        result = cli("run", "--resume", run.path, "--epochs", 2, "--no-progress")
+    finally:
+        _immutable(run.path, False) if os.geteuid() == 0 else run.path.chmod(0o755)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot write in" in result.output and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in run.path.iterdir()} == before
