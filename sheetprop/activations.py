@@ -1,8 +1,9 @@
 """Activations and losses: numpy value, numpy derivative, Excel formula and text, side by side.
 
 Templates use ``{z}`` for the pre-activation, ``{a}`` for the activation, ``{t}`` for the
-target and ``{n}`` for the number of outputs; softmax also uses ``{max}`` (the cell holding the
-largest z of the layer) and ``{sum_exp}`` (the cell holding Σ EXP(z_k − max)). Excel templates
+target, ``{t_sum}`` for the sum of the sample's targets and ``{n}`` for the number of outputs;
+softmax also uses ``{max}`` (the cell holding the largest z of the layer) and ``{sum_exp}`` (the
+cell holding Σ EXP(z_k − max)). Excel templates
 must stay free of error values for any finite input: no EXP of a large positive number, no LN
 of zero, no division that can reach zero.
 """
@@ -146,14 +147,15 @@ LOSSES: dict[str, Loss] = {
             text_gradient="(2·({a} − {t})/{n})",
         ),
         Loss(
-            # −t·ln(a) written as −t·(z − max − ln Σ e^(z_k − max)): never LN(0).
+            # −t·ln(a) written as −t·(z − max − ln Σ e^(z_k − max)): never LN(0). Its ∂E/∂z_j is
+            # a_j·Σt − t_j, the familiar a_j − t_j only while the targets sum to 1: a student may edit them.
             name="softmax_cross_entropy",
             value=lambda a, t, z, n: -t * _log_softmax(z),
-            gradient=lambda a, t, n: a - t,
+            gradient=lambda a, t, n: a * t.sum(axis=-1, keepdims=True) - t,
             excel="-{t}*({z}-{max}-LN({sum_exp}))",
-            excel_gradient="({a}-{t})",
+            excel_gradient="({a}*{t_sum}-{t})",
             text="−{t}·ln({a})",
-            text_gradient="({a} − {t})",
+            text_gradient="({a}·{t_sum} − {t})",
             combined=True,
             needs_activation="softmax",
         ),

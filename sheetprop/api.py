@@ -16,6 +16,7 @@ from sheetprop import template, wording
 from sheetprop.layout import TrainingLayout, lr_label
 from sheetprop.limits import LimitError
 from sheetprop.network import Network
+from sheetprop.template import check_names
 from sheetprop.workbook import DEFAULT_ERROR_TARGET, Summary
 from sheetprop.workbook import build as write_workbook
 
@@ -95,6 +96,7 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     repeated = sorted({lr_label(lr) for lr in lrs if lrs.count(lr) > 1})
     if repeated:
         raise BuildError(f"repeated learning rate {', '.join(repeated)}")
+    check_names(net, len(lrs))  # a Network built in code has not been checked yet
     iterations = net.iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise BuildError(f"iterations must be a whole number of at least 1, got {iterations!r}")

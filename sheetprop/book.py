@@ -158,7 +158,7 @@ class Book:
 
     def chart(
         self,
-        title: str,
+        title: str | None,
         series: Sequence[dict[str, Any]],
         x_title: str,
         y_title: str,
@@ -167,13 +167,19 @@ class Book:
         x_max: float | None = None,
         y_options: dict[str, Any] | None = None,
         x_min: float = 0,
+        legend: str | None = None,
     ) -> Any:
         """A native chart whose series refer to sheet ranges (``categories``/``values`` in each dict);
-        ``y_options`` adds xlsxwriter y-axis settings (``min``, ``max``, ``num_format``, …)."""
+        ``y_options`` adds xlsxwriter y-axis settings (``min``, ``max``, ``num_format``, …). Without a
+        ``title``, a chart is named by its legend (a series name can be a cell reference, which every
+        engine shows; a title reference LibreOffice does not)."""
         chart = self.workbook.add_chart({"type": kind, "subtype": "straight"} if kind == "scatter" else {"type": kind})
         for s in series:
             chart.add_series({"marker": {"type": "none"}, "line": {"width": 1.5}, **s})
-        chart.set_title({"name": title, "name_font": {"size": 12}})
+        if title is None:
+            chart.set_title({"none": True})
+        else:
+            chart.set_title({"name": title, "name_font": {"size": 12}})
         x_axis: dict[str, Any] = {"name": x_title, "major_gridlines": {"visible": False}}
         if x_max is not None:
             x_axis.update(min=x_min, max=x_max)
@@ -182,7 +188,8 @@ class Book:
         if y_log:
             y_axis["log_base"] = 10
         chart.set_y_axis({**y_axis, **(y_options or {})})
-        chart.set_legend({"position": "bottom"} if len(series) > 1 else {"none": True})
+        legend = legend or ("bottom" if len(series) > 1 else None)
+        chart.set_legend({"position": legend, "font": {"size": 11, "bold": True}} if legend else {"none": True})
         return chart
 
     def picture(self, ws: Worksheet, row: int, col: int, png: bytes, scale: float = 1.0, name: str = "image.png") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -34,12 +35,38 @@ class LearningRate(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line that says where help is, not the whole usage text."""
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{where}", file=file or sys.stderr)
+
+
+def _one_line(exc: click.UsageError) -> OneLineUsageError:
+    short = OneLineUsageError(exc.format_message(), exc.ctx)
+    short.exit_code = exc.exit_code
+    return short
+
+
 class CommandGroup(click.Group):
-    """A command group whose messages name settings as options (``--force``, not ``force=True``)."""
+    """A command group whose messages name settings as options (``--force``, not ``force=True``) and
+    whose usage errors are one line."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         with wording.command_line():
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OneLineUsageError:
+                raise
+            except click.UsageError as exc:
+                raise _one_line(exc) from None
 
 
 class ManyValues(click.Option):
@@ -138,26 +165,42 @@ def _echo_first(found: list[tuple], kind: str, line: str, shown: int = 10) -> No
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, show_default=True,
-              help="Largest relative difference accepted (values below 1e-6 are compared on a 1e-6 scale).")
+              help="Largest relative difference accepted (values below 1e-4 are compared on a 1e-4 scale).")
 def verify(file: Path, tolerance: float) -> None:
-    """Recalculate FILE in LibreOffice and compare it with the Python reference.
+    """Recalculate FILE in LibreOffice and judge every training row against the Python reference.
 
-    The inputs (sample, initial parameters, learning rates) are read from the file, so edits
-    made in Excel or LibreOffice are checked too. Exit 0 when every cell is within tolerance.
+    Each row is compared with one gradient-descent step of the reference taken from that row's own
+    parameters, so a wrong formula is reported at its row, while rounding amplified over many
+    iterations is not. The inputs (samples, initial parameters, learning rates) are read from the
+    file, so edits made in Excel or LibreOffice are checked too. A learning rate whose values
+    overflow where the reference's overflow too is reported as diverged, which is not a failure.
+    Exit 0 when every cell is within tolerance.
     """
     from sheetprop.verification import VerifyError, verify as verify_file
 
     try:
-        report = verify_file(file)
+        report = verify_file(file, tolerance)
     except (VerifyError, RecalcError, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{file}: {report.cells:,} cells compared with the reference after recalculation in LibreOffice")
+    click.echo(f"{file}: {report.cells:,} training cells recalculated in LibreOffice, each row compared with one "
+               f"step of the reference from that row's parameters")
     if report.worst:
         sheet, cell, want, got = report.worst
         click.echo(f"largest relative difference {report.max_difference:.3g} at {sheet}!{cell} "
                    f"(reference {want:.17g}, workbook {got:.17g})")
+    for d in report.diverged:
+        click.echo(f"{d}: its values overflow from there on, and so do the reference's at the same parameters "
+                   f"(the learning rate is too large; the formulas are right)")
+    for sheet, total in report.beyond.items():
+        found = [m for m in report.mismatches if m.sheet == sheet]
+        first = [m for m in found if m.iteration == found[0].iteration]
+        click.echo(f"{sheet}: {total:,} cells beyond {tolerance:g}, the first at iteration {first[0].iteration}:")
+        _echo_first([(m.cell, m.quantity, m.reference, m.workbook, m.difference) for m in first],
+                    "cells of that iteration", "  {0} ({1}): reference {2:.17g}, workbook {3:.17g}, relative "
+                    "difference {4:.3g}", shown=5)
     _echo_first(report.over_limits, "cells beyond Excel's limits", "beyond Excel's limits at {0}!{1}: {2}")
     _echo_first(report.errors, "error cells", "error value {2} at {0}!{1}")
-    if not report.ok(tolerance):
+    if not report.ok():
         raise click.ClickException(f"verification failed (tolerance {tolerance:g})")
-    click.echo(f"OK: within {tolerance:g}")
+    diverged = f" ({wording.plural(len(report.diverged), 'learning rate')} diverged)" if report.diverged else ""
+    click.echo(f"OK: within {tolerance:g}{diverged}")

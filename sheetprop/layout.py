@@ -64,8 +64,9 @@ def backward_quantities(net: Network, s: int) -> tuple[Delta, ...]:
     return tuple(Delta(l, j, s) for l in range(net.depth, 0, -1) for j in range(net.size(l)))
 
 
-def training_sheet_name(lr: float) -> str:
-    return f"lr={lr_label(lr)}"
+def training_sheet_name(slot: int) -> str:
+    """The training sheet of learning-rate slot 0, 1, …: numbered, so that its tab never shows a stale η."""
+    return f"Training {slot + 1}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,9 +243,14 @@ class CompareLayout:
     TARGET_ROW = 2
     TABLE_HEADER_ROW = 4
     VALUE_COL = 1
+    RATE_COL = 0  # =lr_1, shown as "η = 0.1": the charts' series names and titles read it
 
     def table_row(self, slot: int) -> int:
         return self.TABLE_HEADER_ROW + 1 + slot
+
+    def label(self, slot: int) -> str:
+        """The learning rate's cell as a chart's series name or title (a reference, so it follows edits)."""
+        return f"={quote_sheetname(COMPARE_SHEET)}!{xl_rowcol_to_cell(self.table_row(slot), self.RATE_COL, True, True)}"
 
     @property
     def chart_row(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,25 @@ if TYPE_CHECKING:
 
 NAMINGS = ("layered", "classic")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+MAX_DEFINED_NAME = 255  # characters (UTF-16 units) in an Excel defined name
+# Cell references Excel (and xlsxwriter) will not take as a name: A1 .. XFD1048576 (any 1-3 letters and a
+# row, as xlsxwriter reads them), and R1C1 forms: R, C, RC, R2, C3, R2C3.
+_CELL_LIKE = re.compile(r"[A-Za-z]{1,3}\d+|[Rr]\d*[Cc]\d*|[RrCc]\d*")
+
+
+def defined_name_problem(name: str) -> str | None:
+    """Why Excel would refuse ``name`` as a defined name, or None when it takes it."""
+    length = len(name.encode("utf-16-le", "surrogatepass")) // 2
+    if length > MAX_DEFINED_NAME:
+        return f"it has {length:,} characters; Excel allows {MAX_DEFINED_NAME}"
+    if not re.fullmatch(r"[^\W\d]|\\", name[:1]):
+        return "it must start with a letter, an underscore or a backslash"
+    if not re.fullmatch(r"[\w.\\]*", name):
+        return "it may hold only letters, digits, underscores, periods and backslashes"
+    if _CELL_LIKE.fullmatch(name):
+        return "it reads as a cell reference"
+    return None
 
 
 def sample_mark(s: int) -> str:

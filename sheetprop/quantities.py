@@ -165,9 +165,9 @@ class LayerSumExp(Quantity):
 
     def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
         n, m = net.size(self.l), ref(LayerMax(self.l, self.s))
+        if not style.text:  # a sum of terms, not an array over a range: every engine reads it the same way
+            return style.sum([f"EXP({ref(Z(self.l, k, self.s))}-{m})" for k in range(n)])
         first, last = ref(Z(self.l, 0, self.s)), ref(Z(self.l, n - 1, self.s))
-        if not style.text:
-            return f"SUMPRODUCT(EXP({first}:{last}-{m}))"
         return style.span(f"e^({first} − {m})", f"e^({last} − {m})", n).replace(", ", " + ")
 
 
@@ -269,8 +269,9 @@ class Delta(Quantity):
         local = fill(style.pick(act.excel_derivative, act.text_derivative), z=ref(Z(l, j, s)), a=ref(A(l, j, s)))
         if l == net.depth:
             loss = net.loss_fn
-            upstream = fill(style.pick(loss.excel_gradient, loss.text_gradient),
-                            a=ref(A(l, j, s)), t=ref(Target(j, s)), n=str(net.size(l)))
+            targets = [ref(Target(k, s)) for k in range(net.size(l))]
+            upstream = fill(style.pick(loss.excel_gradient, loss.text_gradient), a=ref(A(l, j, s)),
+                            t=ref(Target(j, s)), n=str(net.size(l)), t_sum=style.grouped_sum(targets))
             return upstream if loss.combined else style.product(upstream, local)
         back = [style.product(ref(Delta(l + 1, m, s)), ref(Param(l + 1, m, j))) for m in range(net.size(l + 1))]
         return style.product(style.grouped_sum(back), local)

@@ -8,6 +8,7 @@ or a wheel). Validation errors name the file, the field and what was expected, i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import re
@@ -15,16 +16,27 @@ import tomllib
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from sheetprop.activations import ACTIVATIONS, LOSSES
-from sheetprop.naming import NAMINGS
+from sheetprop.layout import ERROR_TARGET_NAME, lr_name
+from sheetprop.naming import NAMINGS, defined_name_problem
 from sheetprop.network import REDUCTIONS, Layer, Network
+from sheetprop.quantities import Input, Target
 
 PACKAGE = "sheetprop.templates"
 INITIALIZERS = ("xavier", "uniform", "normal")
+# The keys each table of a template may hold, by the table's name as an error shows it.
+KEYS = {
+    "the top level": ("name", "description", "naming", "loss", "reduction", "inputs", "targets", "sample",
+                      "samples", "init", "layers", "training"),
+    "[init]": ("kind", "seed", "scale"),
+    "[[samples]]": ("inputs", "targets"),
+    "[[layers]]": ("name", "size", "activation", "bias", "weights", "biases"),
+    "[training]": ("learning_rates", "iterations"),
+}
 
 
 class TemplateError(ValueError):
@@ -88,6 +100,20 @@ def _field(data: dict, key: str, kind: type | tuple[type, ...], where: str, expe
     return value
 
 
+def _known_keys(data: dict, table: str, where: str) -> None:
+    """Refuse a key ``table`` does not have, suggesting the closest known key (here or in another table)."""
+    known = KEYS[table]
+    for key in map(str, data):
+        if key in known:
+            continue
+        elsewhere = {k: t for t, keys in KEYS.items() if t != table for k in keys if k not in known}
+        close = [key] if key in elsewhere else difflib.get_close_matches(key, [*known, *elsewhere], n=1)
+        if not close:
+            raise TemplateError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+        there = f" in {elsewhere[close[0]]}" if close[0] in elsewhere else ""
+        raise TemplateError(f"{where}: unknown key '{key}'; did you mean '{close[0]}'{there}?")
+
+
 def _choice(data: dict, key: str, options, where: str, default: Any = dataclasses.MISSING) -> str:
     expected = f"one of {', '.join(options)}"
     value = _field(data, key, str, where, expected, default)
@@ -109,12 +135,16 @@ def _numbers(value: Any, where: str, key: str, n: int) -> np.ndarray:
 
 # -- sections ---------------------------------------------------------------------------------
 def _sample_tables(data: dict, source: str) -> list[dict]:
+    if "samples" in data and "sample" in data:
+        raise TemplateError(f"{source}: give one [sample] or a list of [[samples]], not both")
     if "samples" in data:
         samples = _field(data, "samples", list, source, "a list of [[samples]] tables with inputs and targets")
     else:
         samples = [_field(data, "sample", dict, source, "a [sample] table (or [[samples]]) with inputs and targets")]
     if not samples or not all(isinstance(s, dict) for s in samples):
         raise _fail(source, "samples", "a non-empty list of tables with inputs and targets", samples)
+    for s, sample in enumerate(samples, start=1):
+        _known_keys(sample, "[[samples]]", f"{source}: samples[{s}]")
     return samples
 
 
@@ -122,6 +152,7 @@ def _initializer(data: dict, source: str):
     """A function drawing a (rows, columns) weight matrix as the [init] table says."""
     init = _field(data, "init", dict, source, "a table with kind, seed and scale", {})
     where = f"{source}: init"
+    _known_keys(init, "[init]", where)
     kind = _choice(init, "kind", INITIALIZERS, where, "xavier")
     rng = np.random.default_rng(_field(init, "seed", int, where, "an integer", 0))
     scale = _field(init, "scale", (int, float), where, "a positive number", 1.0)
@@ -150,6 +181,7 @@ def _layers(data: dict, source: str, n_in: int, draw) -> tuple[list[Layer], list
         where = f"{source}: layers[{i}]"
         if not isinstance(entry, dict):
             raise TemplateError(f"{where}: must be a table")
+        _known_keys(entry, "[[layers]]", where)
         last = i == len(entries)
         default_name = "o" if last else ("h" if len(entries) == 2 else f"h{i}")
         name = _field(entry, "name", str, where, "a short identifier", default_name)
@@ -161,7 +193,10 @@ def _layers(data: dict, source: str, n_in: int, draw) -> tuple[list[Layer], list
         act = _choice(entry, "activation", tuple(ACTIVATIONS), where)
         if ACTIVATIONS[act].vector and not last:
             raise _fail(where, "activation", "elementwise (softmax belongs on the last layer)", act)
-        bias = _field(entry, "bias", bool, where, "true or false", False)
+        bias = _field(entry, "bias", bool, where, "true or false", "biases" in entry)
+        if "biases" in entry and not bias:
+            raise TemplateError(f"{where}: fields 'biases' and 'bias = false' contradict each other "
+                                f"(set bias = true, or drop biases)")
         if "weights" in entry:
             rows = _field(entry, "weights", list, where, f"{size} rows of {prev} numbers")
             if len(rows) != size:
@@ -209,6 +244,7 @@ def _unit_names(data: dict, source: str, key: str, n: int, prefix: str) -> tuple
 def _training(data: dict, source: str) -> tuple[tuple[float, ...], int]:
     training = _field(data, "training", dict, source, "a table", {})
     where = f"{source}: training"
+    _known_keys(training, "[training]", where)
     lrs = _field(training, "learning_rates", list, where, "a non-empty list of positive numbers", [0.5])
     values = _numbers(lrs, where, "learning_rates", len(lrs))
     if not lrs or (values <= 0).any():
@@ -221,6 +257,7 @@ def _training(data: dict, source: str) -> tuple[tuple[float, ...], int]:
 
 def from_dict(data: dict, source: str = "template") -> Network:
     """Validate a template's contents and build the network; errors name ``source`` and the field."""
+    _known_keys(data, "the top level", source)
     name = _field(data, "name", str, source, "a string")
     description = _field(data, "description", str, source, "a string", "")
     naming = _choice(data, "naming", NAMINGS, source, "layered")
@@ -231,13 +268,13 @@ def from_dict(data: dict, source: str = "template") -> Network:
     if n_in == 0:
         raise _fail(f"{source}: samples[1]", "inputs", "a list of at least one number", [])
     layers, weights, biases = _layers(data, source, n_in, _initializer(data, source))
-    if naming == "classic" and len({layer.name for layer in layers}) != len(layers):
-        raise _fail(source, "layers", "layers with different names", [layer.name for layer in layers])
+    if "init" in data and all("weights" in entry for entry in data["layers"]):
+        raise TemplateError(f"{source}: [init] is never used: every layer gives its weights (drop one or the other)")
     _check_output(layers, loss, source)
     n_out = layers[-1].size
     inputs, targets = _sample_values(tables, source, n_in, n_out, loss)
     learning_rates, iterations = _training(data, source)
-    return Network(
+    net = Network(
         name=name,
         description=description,
         input_names=_unit_names(data, source, "inputs", n_in, "i"),
@@ -253,6 +290,92 @@ def from_dict(data: dict, source: str = "template") -> Network:
         naming=naming,
         reduction=reduction,
     )
+    check_names(net, len(learning_rates), source)
+    return net
+
+
+# -- names ------------------------------------------------------------------------------------
+class _Origin(NamedTuple):
+    """What sets a name: the table (layers[2], or "" for the top level), the field, and its value."""
+
+    where: str
+    key: str
+    kind: str  # input name, layer name, parameter, …
+    value: str
+
+    def field(self, source: str) -> str:
+        return f"{source}: {self.where + ': ' if self.where else ''}field '{self.key}'"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+def _short(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def _defined_names(net: Network, rates: int) -> Iterator[tuple[str, _Origin]]:
+    """Every name the workbook defines, from the code that defines it, with what sets it."""
+    for s in range(net.samples):
+        yield from ((Input(k, s).defined_name(net), _Origin("", "inputs", "input name", repr(_short(n))))
+                    for k, n in enumerate(net.input_names))
+        yield from ((Target(j, s).defined_name(net), _Origin("", "targets", "target name", repr(_short(n))))
+                    for j, n in enumerate(net.target_names))
+    for p in net.params:
+        if net.naming == "classic" and p.k is None:  # b_h1_init: the only names made from a layer's name
+            origin = _Origin(f"layers[{p.l}]", "name", "layer name", repr(_short(net.layer(p.l).name)))
+        else:
+            origin = _Origin("", "layers", "parameter", p.label(net))
+        yield p.defined_name(net), origin
+    for slot in range(rates):
+        yield lr_name(slot), _Origin("training", "learning_rates", "learning rate", str(slot + 1))
+    yield ERROR_TARGET_NAME, _Origin("", "error target", "the error target", "")
+
+
+def _classic_units(net: Network) -> Iterator[tuple[str, _Origin]]:
+    """Classic naming's unit names (i1, h1_1, o2), with what sets each."""
+    yield from ((n, _Origin("", "inputs", "input name", repr(_short(n)))) for n in net.input_names)
+    for l in range(1, net.depth + 1):
+        origin = _Origin(f"layers[{l}]", "name", "layer name", repr(_short(net.layer(l).name)))
+        yield from ((net.names.unit(l, j), origin) for j in range(net.size(l)))
+
+
+def _both(first: _Origin, second: _Origin) -> str:
+    """input names 'x' and 'X'; input name 'h1' and layer name 'h'."""
+    if first.kind == second.kind:
+        return f"{first.kind}s {first.value} and {second.value}"
+    return f"{first} and {second}"
+
+
+def check_names(net: Network, rates: int, source: str | None = None) -> None:
+    """Refuse names Excel would not take, or would take as one: every defined name of the workbook
+    (with ``rates`` learning rates) must be valid and unique ignoring case; in classic naming every
+    unit needs a name of its own."""
+    source = source or f"network {net.name!r}"
+    if net.naming == "classic":
+        units: dict[str, _Origin] = {}
+        for name, origin in _classic_units(net):
+            first = units.setdefault(name, origin)
+            if first is origin:
+                continue
+            if str(first) == str(origin):
+                raise TemplateError(f"{origin.field(source)}: {origin} is given twice (unit {name})")
+            raise TemplateError(f"{origin.field(source)}: {_both(first, origin)} both name the unit {name}")
+    seen: dict[str, tuple[str, _Origin]] = {}
+    for name, origin in _defined_names(net, rates):
+        problem = defined_name_problem(name)
+        if problem:
+            raise TemplateError(f"{origin.field(source)}: {origin} gives the defined name '{_short(name)}', "
+                                f"which Excel refuses: {problem}")
+        other, first = seen.setdefault(name.casefold(), (name, origin))
+        if first is origin:
+            continue
+        if str(first) == str(origin):
+            raise TemplateError(f"{origin.field(source)}: {origin} is given twice (defined name {_short(name)})")
+        if other == name:
+            raise TemplateError(f"{origin.field(source)}: {_both(first, origin)} both give the defined name {name}")
+        raise TemplateError(f"{origin.field(source)}: {_both(first, origin)} are the same name to Excel "
+                            f"(case-insensitive: {other}, {name})")
 
 
 def to_dict(net: Network) -> dict[str, Any]:

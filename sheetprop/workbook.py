@@ -26,7 +26,6 @@ from sheetprop.layout import (
     CompareLayout,
     EquationsLayout,
     TrainingLayout,
-    lr_label,
     lr_name,
     training_sheet_name,
 )
@@ -79,7 +78,8 @@ class Plan:
 
     @cached_property
     def training(self) -> list[TrainingLayout]:
-        return [TrainingLayout(self.network, self.iterations, training_sheet_name(lr)) for lr in self.learning_rates]
+        return [TrainingLayout(self.network, self.iterations, training_sheet_name(slot))
+                for slot in range(len(self.learning_rates))]
 
     @cached_property
     def equations(self) -> EquationsLayout:
@@ -94,7 +94,8 @@ class Plan:
             for q in qs:
                 name, chain, text = q.label(net), None, q.formula(net, net.label, TEXT)
                 if isinstance(q, A):
-                    text = f"{net.activation_of(q.l).symbol}({Z(q.l, q.j, q.s).label(net)}) = {text}"
+                    applied = f"{net.activation_of(q.l).symbol}({Z(q.l, q.j, q.s).label(net)})"
+                    text = applied if text == applied else f"{applied} = {text}"
                 elif isinstance(q, Delta):
                     loss = SampleLoss(q.s).label(net) if net.samples > 1 else "E_total"
                     chain = f"= ∂{loss}/∂{Z(q.l, q.j, q.s).label(net)}"
@@ -184,7 +185,8 @@ def _network_sheet(book: Book, plan: Plan, trace: Trace) -> None:
 def _samples_block(book: Book, ws, net: Network, row: int) -> int:
     f = book.formats
     several = net.samples > 1
-    ws.write(row, 0, f"Samples ({net.samples}, loss {net.reduction}ed over them)" if several else "Sample", f.subtitle)
+    combined = {"mean": "the mean of their losses", "sum": "the sum of their losses"}[net.reduction]
+    ws.write(row, 0, f"Samples ({net.samples}; E_total is {combined})" if several else "Sample", f.subtitle)
     book.write_row(ws, row + 1, 0, ["Name", "Value", "Defined name"], f.header)
     row += 2
     for s in range(net.samples):
@@ -223,7 +225,7 @@ def _rates_block(book: Book, ws, lrs: tuple[float, ...], row: int) -> int:
     for slot, lr in enumerate(lrs):
         ws.write(row, 0, lr_name(slot))
         ws.write_number(row, 1, lr, f.input)
-        sheet = training_sheet_name(lr)
+        sheet = training_sheet_name(slot)
         ws.write_url(row, 2, f"internal:{quote_sheetname(sheet)}!A1", string=sheet)
         ws.data_validation(xl_rowcol_to_cell(row, 1), {
             "validate": "decimal", "criteria": ">", "value": 0,
@@ -290,9 +292,13 @@ def _diagram(book: Book, ws, plan: Plan, trace: Trace, top: int, left: int) -> N
                          _labelled(book, f"{Target(j).label(net)} = ", "General"), net.targets[0, j])
 
 
-def _labelled(book: Book, text: str, number_format: str):
-    """A format that shows a live number after a label ("w1: i1→h1 = 0.15"), so the cell stays a number."""
-    return book.workbook.add_format({"num_format": f'"{text}"{number_format}'})
+def _labelled(book: Book, text: str, number_format: str, after: str = "", style: dict | None = None):
+    """A format that shows a live number between labels ("w1: i1→h1 = 0.15"), so the cell stays a number
+    and a label built on it follows every edit (no number is ever turned into text)."""
+    def quoted(label: str) -> str:
+        return f'"{label.replace(chr(34), chr(39))}"' if label else ""
+
+    return book.workbook.add_format({"num_format": quoted(text) + number_format + quoted(after), **(style or {})})
 
 
 # -- Equations sheet --------------------------------------------------------------------------
@@ -333,7 +339,11 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace)
     f, net = book.formats, layout.network
     ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
     lr = float(trace.learning_rates[slot])
-    ws.write(layout.TITLE_ROW, 0, f"Gradient descent with η = {lr_label(lr)} ({net.name} network)", f.title)
+    # the title is the η cell shown through a number format, so it follows an edit of η
+    title = _labelled(book, "Gradient descent with η = ", "General", f" ({net.name} network)",
+                      {"bold": True, "font_size": 16, "font_color": "#1F3864", "align": "left"})
+    ws.merge_range(layout.TITLE_ROW, 0, layout.TITLE_ROW, 11, "", title)  # a number does not overflow: room
+    ws.write_formula(layout.TITLE_ROW, 0, f"={layout.lr_cell}", title, lr)
     ws.write(layout.LR_ROW, 0, "η", f.label)
     ws.write_formula(layout.LR_ROW, layout.LR_COL, f"={lr_name(slot)}", f.number, lr)
     ws.write(layout.LR_ROW, layout.LR_COL + 1, f"from {lr_name(slot)} on the Network sheet", f.note)
@@ -377,18 +387,21 @@ def _compare_sheet(book: Book, ws, plan: Plan, trace: Trace) -> None:
                "First iteration with E_total < target"]
     book.write_row(ws, cl.TABLE_HEADER_ROW, 0, headers, f.header)
     ws.set_row(cl.TABLE_HEADER_ROW, 32)
+    rate = _labelled(book, "η = ", "General")
+    centred = book.workbook.add_format({"align": "center", "num_format": "0"})
+    link = book.workbook.add_format({"align": "center", "font_color": "blue", "underline": 1})
     for slot, (layout, s) in enumerate(zip(layouts, summarize(trace))):
         r = cl.table_row(slot)
-        ws.write_formula(r, 0, f"={lr_name(slot)}", f.general, s.lr)
-        ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", string=layout.sheet)
+        ws.write_formula(r, cl.RATE_COL, f"={lr_name(slot)}", rate, s.lr)
+        ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", link, string=layout.sheet)
         ws.write_formula(r, 2, "=" + layout.qualified(Total(), 0), f.number, _cached(s.start))
         ws.write_formula(r, 3, "=" + layout.qualified(Total(), n), f.number, _cached(s.end))
         first = f"INDEX({layout.column_range(None)},MATCH(TRUE,{layout.column_range(Total())}<{ERROR_TARGET_NAME},0))"
-        ws.write_array_formula(r, 4, r, 4, f'{{=IFERROR({first},"never")}}', f.integer,
+        ws.write_array_formula(r, 4, r, 4, f'{{=IFERROR({first},"never")}}', centred,
                                "never" if s.first_below is None else s.first_below)
 
     def series(layout: TrainingLayout, slot: int) -> dict:
-        return {"name": f"η = {lr_label(float(trace.learning_rates[slot]))}",
+        return {"name": cl.label(slot),
                 "categories": "=" + layout.column_range(None), "values": "=" + layout.column_range(Total())}
 
     all_series = [series(layout, slot) for slot, layout in enumerate(layouts)]
@@ -401,8 +414,7 @@ def _compare_sheet(book: Book, ws, plan: Plan, trace: Trace) -> None:
     ws.insert_chart(top, 0, log, {"x_offset": 710})
     per_row, width, height = 3, 465, 260
     for slot, layout in enumerate(layouts):
-        chart = book.chart(f"η = {lr_label(float(trace.learning_rates[slot]))}", [series(layout, slot)],
-                           "iteration", "E_total", x_max=n)
+        chart = book.chart(None, [series(layout, slot)], "iteration", "E_total", x_max=n, legend="top")
         chart.set_size({"width": width, "height": height})
         ws.insert_chart(top + 21, 0, chart, {"x_offset": (width + 8) * (slot % per_row),
                                              "y_offset": (height + 10) * (slot // per_row)})

@@ -27,11 +27,11 @@ def test_sigmoid_formula_never_exponentiates_a_positive_argument(classic):
 
 
 def test_training_row_templates_refer_to_this_row_and_the_previous_one(classic):
-    layout = TrainingLayout(classic, 10, "lr=0.5")
+    layout = TrainingLayout(classic, 10, "Training 3")
     w1 = Param(1, 0, 0)
     assert layout.row_templates[w1].format(8, 7) == f"=B7-$B$2*{layout.cell(Grad(w1), 2)[:-1]}7"
     assert layout.first_row_formula(w1) == "=w1_init"
     assert layout.row_templates[Z(1, 0)].format(8, 7) == "=B8*input_i1+C8*input_i2"
     delta_h1 = layout.cell(Delta(1, 0), 3).rstrip("0123456789")
     assert layout.row_templates[Grad(w1)].format(8, 7) == f"={delta_h1}8*input_i1"
-    assert layout.column_range(None) == "'lr=0.5'!$A$6:$A$16"
+    assert layout.column_range(None) == "'Training 3'!$A$6:$A$16"

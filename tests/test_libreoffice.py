@@ -10,7 +10,7 @@ from sheetprop.layout import TrainingLayout, defined_name, training_sheet_name
 from sheetprop.quantities import Param
 from sheetprop.verification import compare, read_setup, scan_errors
 from sheetprop.workbook import build
-from tests.xlsx import assert_recalculation_matches_cache
+from tests.xlsx import assert_gnumeric_matches_cache, assert_recalculation_matches_cache
 
 pytestmark = pytest.mark.libreoffice
 
@@ -24,13 +24,15 @@ def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recal
     assert assert_recalculation_matches_cache(classic_book, recalculated) > 6 * 101 * 31
 
 
-@pytest.mark.parametrize("name", [name for name in template.shipped() if name != "classic"])
-def test_every_template_recalculates_to_its_cached_values(soffice, name, tmp_path):
+@pytest.mark.parametrize("name", list(template.shipped()))
+def test_every_template_recalculates_to_its_cached_values_in_libreoffice_and_gnumeric(soffice, ssconvert, name,
+                                                                                      tmp_path):
     net = template.load(name)
     book = tmp_path / f"{name}.xlsx"
     build(net, list(net.learning_rates[:2]), 25, book)
     cells = assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"))
     assert cells > 2 * 26 * len(TrainingLayout(net, 25).columns)
+    assert assert_gnumeric_matches_cache(book, ssconvert, tmp_path / "gnumeric") == cells
 
 
 @pytest.mark.parametrize("name", [name for name in template.shipped() if name != "classic"])
@@ -76,7 +78,7 @@ def test_editing_w1_and_a_learning_rate_recomputes_every_row(soffice, classic_bo
     assert report.cells == 6 * 101 * 31 and not report.errors
     assert report.max_difference <= 1e-9
     # the edit really moved the numbers: row 100 of the η slot that changed differs from the original
-    layout = TrainingLayout(classic, 100, training_sheet_name(0.5))
+    layout = TrainingLayout(classic, 100, training_sheet_name(2))
     before = openpyxl.load_workbook(classic_book, data_only=True)[layout.sheet][layout.cell(Param(2, 0, 0), 100)].value
     after = fresh[layout.sheet][layout.cell(Param(2, 0, 0), 100)].value
     assert abs(after - before) > 1e-3
@@ -99,12 +101,12 @@ def test_verify_command_accepts_the_built_workbook(soffice, classic_book):
 
 def test_verify_command_catches_a_broken_formula(soffice, classic_book, tmp_path):
     wb = openpyxl.load_workbook(classic_book)
-    wb["lr=0.8"]["F40"] = "=F39-$B$2*AC39*1.001"
+    wb[training_sheet_name(3)]["F40"] = "=F39-$B$2*AC39*1.001"
     broken = tmp_path / "broken.xlsx"
     wb.save(broken)
     result = CliRunner().invoke(main, ["verify", str(broken)])
     assert result.exit_code == 1
-    assert "lr=0.8!" in result.output and "verification failed" in result.output
+    assert f"{training_sheet_name(3)}!" in result.output and "verification failed" in result.output
 
 
 def test_verify_without_libreoffice_says_how_to_install_it(classic_book, monkeypatch):

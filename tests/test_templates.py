@@ -44,10 +44,12 @@ def test_deep_template_uses_layered_names():
     assert defined_name(net, Input(2, 3)) == "input_x3_s4"
 
 
-def test_softmax_cross_entropy_gradient_is_output_minus_target():
+def test_softmax_cross_entropy_gradient_is_output_times_the_targets_sum_minus_target():
+    # a − t while the targets sum to 1; written for any sum, since a student may edit them
     net = template.load("deep")
-    assert Expansion(net).gradient(SampleGrad(Param(3, 0, 1), 0)) == "(a[3]_1⁽¹⁾ − p1⁽¹⁾)·a[2]_2⁽¹⁾"
-    assert Delta(3, 0, 0).formula(net, net.label, formulas.TEXT) == "(a[3]_1⁽¹⁾ − p1⁽¹⁾)"
+    text = "(a[3]_1⁽¹⁾·(p1⁽¹⁾ + p2⁽¹⁾) − p1⁽¹⁾)"
+    assert Expansion(net).gradient(SampleGrad(Param(3, 0, 1), 0)) == text + "·a[2]_2⁽¹⁾"
+    assert Delta(3, 0, 0).formula(net, net.label, formulas.TEXT) == text
 
 
 def test_delta_recursion_refers_to_the_next_layer():
@@ -57,7 +59,7 @@ def test_delta_recursion_refers_to_the_next_layer():
 
 def test_several_samples_average_delta_times_source_in_the_sheet():
     net = template.load("xor")
-    layout = TrainingLayout(net, 5, "lr=1")
+    layout = TrainingLayout(net, 5, training_sheet_name(0))
     w = Param(1, 0, 0)
     deltas = [layout.cell(Delta(1, 0, s), 4).rstrip("0123456789") for s in range(4)]
     grad = layout.row_templates[Grad(w)].format(9, 8)
@@ -74,7 +76,7 @@ def test_every_template_builds_with_reference_values_cached(name, tmp_path):
     trace = reference.train(net, lrs, 12)
     wb = openpyxl.load_workbook(out, data_only=True)
     for slot, lr in enumerate(lrs):
-        layout = TrainingLayout(net, 12, training_sheet_name(lr))
+        layout = TrainingLayout(net, 12, training_sheet_name(slot))
         ws = wb[layout.sheet]
         for q in layout.columns:
             assert ws[layout.cell(q, 12)].value == trace.values(q)[slot, 12], (name, net.label(q))

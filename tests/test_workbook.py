@@ -16,7 +16,7 @@ from tests.xlsx import chart_sheets, charts
 def test_sheets_are_network_equations_compare_then_one_per_learning_rate(classic_book):
     wb = openpyxl.load_workbook(classic_book, read_only=True)
     assert wb.sheetnames[:3] == ["Network", "Equations", "Compare"]
-    assert wb.sheetnames[3:9] == [training_sheet_name(lr) for lr in CLASSIC_LRS]
+    assert wb.sheetnames[3:9] == [f"Training {n}" for n in range(1, 7)] == [training_sheet_name(s) for s in range(6)]
 
 
 def test_every_training_cell_is_a_formula_carrying_the_reference_value(classic_book, classic):
@@ -24,7 +24,7 @@ def test_every_training_cell_is_a_formula_carrying_the_reference_value(classic_b
     values_wb = openpyxl.load_workbook(classic_book, data_only=True)
     trace = train(classic, CLASSIC_LRS, 100)
     for slot, lr in enumerate(CLASSIC_LRS):
-        layout = TrainingLayout(classic, 100, training_sheet_name(lr))
+        layout = TrainingLayout(classic, 100, training_sheet_name(slot))
         fs, vs = formulas_wb[layout.sheet], values_wb[layout.sheet]
         assert fs[layout.lr_cell.replace("$", "")].value == f"=lr_{slot + 1}"
         for q in layout.columns:
@@ -36,8 +36,8 @@ def test_every_training_cell_is_a_formula_carrying_the_reference_value(classic_b
 
 
 def test_row_zero_takes_initial_weights_and_later_rows_update_them(classic_book, classic):
-    ws = openpyxl.load_workbook(classic_book)["lr=0.5"]
-    layout = TrainingLayout(classic, 100, "lr=0.5")
+    layout = TrainingLayout(classic, 100, training_sheet_name(CLASSIC_LRS.index(0.5)))
+    ws = openpyxl.load_workbook(classic_book)[layout.sheet]
     w5 = Param(2, 0, 0)
     assert ws[layout.cell(w5, 0)].value == "=w5_init"
     assert ws[layout.cell(w5, 3)].value == "=F8-$B$2*AC8"
@@ -75,8 +75,8 @@ def test_compare_chart_has_one_series_per_learning_rate_on_the_training_ranges(c
     compare = [by_part[p] for p in chart_sheets(classic_book)["Compare"]]
     big = next(c for c in compare if c["title"].startswith("E_total vs iteration"))
     expected = []
-    for lr in CLASSIC_LRS:
-        layout = TrainingLayout(classic, 100, training_sheet_name(lr))
+    for slot in range(len(CLASSIC_LRS)):
+        layout = TrainingLayout(classic, 100, training_sheet_name(slot))
         expected.append({"x": layout.column_range(None), "y": layout.column_range(Total())})
     assert [{"x": s["x"], "y": s["y"]} for s in big["series"]] == expected
     singles = [c for c in compare if len(c["series"]) == 1]
@@ -128,6 +128,6 @@ def test_written_file_is_a_complete_zip(classic_book):
 def test_cached_values_are_finite_at_huge_learning_rate(tmp_path, classic):
     out = tmp_path / "huge.xlsx"
     workbook.build(classic, [1000.0], 1000, out)
-    ws = openpyxl.load_workbook(out, data_only=True, read_only=True)["lr=1000"]
+    ws = openpyxl.load_workbook(out, data_only=True, read_only=True)[training_sheet_name(0)]
     values = [v for row in ws.iter_rows(min_row=6, values_only=True) for v in row]
     assert len(values) == 1001 * 32 and np.isfinite(np.array(values, dtype=float)).all()
