@@ -72,7 +72,9 @@ class Built:
                  f"first E_total < {DEFAULT_ERROR_TARGET:g}"]
         for s in self.summary:
             first = "never" if s.first_below is None else str(s.first_below)
-            lines.append(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {s.end:>14.9f}  {first}")
+            end = f"{s.end:>14.9f}" if s.diverged is None else f"{'diverged':>14}"
+            note = "" if s.diverged is None else f"   (diverged at iteration {s.diverged}: E_total or a weight overflowed)"
+            lines.append(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {end}  {first:<6}{note}".rstrip())
         return "\n".join(lines)
 
     def __str__(self) -> str:

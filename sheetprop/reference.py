@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterator
 
 import numpy as np
 
@@ -17,17 +18,19 @@ from sheetprop.quantities import Quantity
 
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """Every value of every iteration, for each learning rate: arrays of shape (rates, iterations + 1, …)."""
+    """Values of the quantities, for each learning rate and iteration (arrays of shape (rates, iterations, …),
+    iterations from ``first``), or at a batch of parameter vectors (shape (batch, …), see :func:`evaluate`)."""
 
     network: Network
-    learning_rates: np.ndarray
-    params: np.ndarray  # (R, N+1, P)
-    grads: np.ndarray  # (R, N+1, P)
-    sample_grads: np.ndarray  # (R, N+1, S, P)
-    z: tuple[np.ndarray, ...]  # per layer (R, N+1, S, size)
+    learning_rates: np.ndarray | None
+    params: np.ndarray  # (…, P)
+    grads: np.ndarray  # (…, P)
+    sample_grads: np.ndarray  # (…, S, P)
+    z: tuple[np.ndarray, ...]  # per layer (…, S, size)
     a: tuple[np.ndarray, ...]
     deltas: tuple[np.ndarray, ...]
-    loss_terms: np.ndarray  # (R, N+1, S, outputs)
+    loss_terms: np.ndarray  # (…, S, outputs)
+    first: int = 0  # the iteration of the first row
 
     @cached_property
     def sample_losses(self) -> np.ndarray:
@@ -39,7 +42,7 @@ class Trace:
         return losses.mean(axis=-1) if self.network.reduction == "mean" else losses.sum(axis=-1)
 
     def values(self, q: Quantity) -> np.ndarray:
-        """The values of one quantity, shape (rates, iterations + 1)."""
+        """The values of one quantity, shape (rates, iterations)."""
         return q.values(self)
 
     def constant(self, value: float) -> np.ndarray:
@@ -48,11 +51,14 @@ class Trace:
 
     def first_below(self, threshold: float) -> list[int | None]:
         """Per learning rate, the first iteration whose E_total is below ``threshold``."""
-        out: list[int | None] = []
-        for row in self.total:
-            hits = np.flatnonzero(row < threshold)
-            out.append(int(hits[0]) if hits.size else None)
-        return out
+        return [int(hits[0]) + self.first if hits.size else None
+                for hits in map(np.flatnonzero, self.total < threshold)]
+
+    def first_diverged(self) -> list[int | None]:
+        """Per learning rate, the first iteration whose parameters or E_total are no longer finite numbers."""
+        bad = ~(np.isfinite(self.params).all(axis=-1) & np.isfinite(self.total))
+        return [int(hits[0]) + self.first if hits.size else None for hits in map(np.flatnonzero, bad)]
+
 
 
 def forward(net: Network, weights: list[np.ndarray], biases: list[np.ndarray | None]):
@@ -91,6 +97,24 @@ def backward(net: Network, weights, zs, acts):
     return deltas, np.concatenate(grads, axis=2)
 
 
+def _step(net: Network, flat: np.ndarray):
+    """z, a, δ per layer, per-sample and combined gradients, and loss terms at each row of ``flat`` (B, P)."""
+    weights, biases = _unpack(net, flat)
+    z, a = forward(net, weights, biases)
+    d, g = backward(net, weights, z, a)
+    grads = g.sum(axis=1) * (1.0 / net.samples if net.reduction == "mean" else 1.0)
+    return z, a, d, g, grads, net.loss_fn.value(a[-1], net.targets, z[-1], net.size(net.depth))
+
+
+def evaluate(net: Network, params: np.ndarray) -> Trace:
+    """Forward pass, loss, δs and gradients at each row of ``params`` (B, P, in ``net.params`` order), all
+    rows at once; what overflows is inf or NaN, without a warning."""
+    flat = np.asarray(params, dtype=float).reshape(-1, len(net.params))
+    with np.errstate(all="ignore"):
+        z, a, d, g, grads, loss_terms = _step(net, flat)
+    return Trace(net, None, flat, grads, g, tuple(z), tuple(a), tuple(d), loss_terms)
+
+
 def _pack(net: Network) -> np.ndarray:
     parts = []
     for l in range(1, net.depth + 1):
@@ -115,29 +139,30 @@ def _unpack(net: Network, flat: np.ndarray):
     return weights, biases
 
 
-def train(net: Network, learning_rates: list[float] | np.ndarray, iterations: int) -> Trace:
-    """Full-batch gradient descent from the initial values, one row per iteration 0..N."""
+def chunks(net: Network, learning_rates: list[float] | np.ndarray, iterations: int,
+           size: int = 256) -> Iterator[Trace]:
+    """Full-batch gradient descent from the initial values, iterations 0..N in consecutive traces of ``size``
+    rows: a workbook of any length is written from them in constant memory. A diverging run turns into inf
+    and NaN without a warning (the summary reports it as diverged)."""
     lrs = np.asarray(learning_rates, dtype=float)
-    r, n, s = len(lrs), iterations + 1, net.samples
-    flat = np.tile(_pack(net), (r, 1))
-    p = flat.shape[1]
-    params, grads = np.empty((r, n, p)), np.empty((r, n, p))
-    sample_grads = np.empty((r, n, s, p))
-    zs = [np.empty((r, n, s, net.size(l))) for l in range(1, net.depth + 1)]
-    acts = [np.empty_like(z) for z in zs]
-    deltas = [np.empty_like(z) for z in zs]
-    loss_terms = np.empty((r, n, s, net.size(net.depth)))
-    scale = 1.0 / s if net.reduction == "mean" else 1.0
-    with np.errstate(over="ignore", under="ignore"):
-        for it in range(n):
-            weights, biases = _unpack(net, flat)
-            z, a = forward(net, weights, biases)
-            d, g = backward(net, weights, z, a)
-            params[:, it] = flat
-            sample_grads[:, it] = g
-            grads[:, it] = g.sum(axis=1) * scale
-            for l in range(net.depth):
-                zs[l][:, it], acts[l][:, it], deltas[l][:, it] = z[l], a[l], d[l]
-            loss_terms[:, it] = net.loss_fn.value(a[-1], net.targets, z[-1], net.size(net.depth))
-            flat = flat - lrs[:, None] * grads[:, it]
-    return Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms)
+    flat = np.tile(_pack(net), (len(lrs), 1))
+    r, s, p = len(lrs), net.samples, flat.shape[1]
+    for first in range(0, iterations + 1, size):
+        n = min(size, iterations + 1 - first)
+        params, grads, sample_grads = np.empty((r, n, p)), np.empty((r, n, p)), np.empty((r, n, s, p))
+        zs = [np.empty((r, n, s, net.size(l))) for l in range(1, net.depth + 1)]
+        acts, deltas = [np.empty_like(z) for z in zs], [np.empty_like(z) for z in zs]
+        loss_terms = np.empty((r, n, s, net.size(net.depth)))
+        with np.errstate(all="ignore"):
+            for i in range(n):
+                z, a, d, sample_grads[:, i], grads[:, i], loss_terms[:, i] = _step(net, flat)
+                params[:, i] = flat
+                for l in range(net.depth):
+                    zs[l][:, i], acts[l][:, i], deltas[l][:, i] = z[l], a[l], d[l]
+                flat = flat - lrs[:, None] * grads[:, i]
+        yield Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms, first)
+
+
+def train(net: Network, learning_rates: list[float] | np.ndarray, iterations: int) -> Trace:
+    """Full-batch gradient descent from the initial values, one row per iteration 0..N, all in memory."""
+    return next(chunks(net, learning_rates, iterations, size=iterations + 1))

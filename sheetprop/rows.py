@@ -13,7 +13,7 @@ loudly if they change.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -31,21 +31,26 @@ class FormulaRowsWorksheet(Worksheet):
 
     def write_formula_rows(self, first_row: int, number_col: int, numbers: Sequence[int],
                            cells: Sequence[tuple[int, str, Format | None]], values: np.ndarray) -> None:
-        """Rows ``first_row``… : ``numbers[i]`` in ``number_col``, then per (col, template, format) a formula
-        with its cached value ``values[i, c]``. Templates use ``{0}`` for the row's number (1-based) and
-        ``{1}`` for the previous row's, so that each column is one formula filled down. Columns must be
-        increasing and to the right of ``number_col``."""
+        """Rows ``first_row``… at once: see :meth:`formula_rows`."""
+        if len(numbers):
+            self.formula_rows(first_row, number_col, len(numbers), cells)(numbers, values)
+
+    def formula_rows(self, first_row: int, number_col: int, count: int,
+                     cells: Sequence[tuple[int, str, Format | None]]) -> Callable[[Sequence[int], np.ndarray], None]:
+        """A writer of ``count`` rows from ``first_row``, called with consecutive blocks of them (so that their
+        values need never be in memory together): each row holds its number in ``number_col``, then per
+        (col, template, format) a formula with its cached value ``values[i, c]``. Templates use ``{0}`` for the
+        row's number (1-based) and ``{1}`` for the previous row's, so that each column is one formula filled
+        down. Columns must be increasing and to the right of ``number_col``."""
         if not self.constant_memory:
-            raise ValueError("write_formula_rows needs the workbook's constant_memory mode")
-        if len(numbers) == 0:
-            return
-        last_row = first_row + len(numbers) - 1
+            raise ValueError("formula_rows needs the workbook's constant_memory mode")
+        last_row = first_row + count - 1
         last_col = cells[-1][0] if cells else number_col
         self._write_single_row(first_row)  # flush the row written before, as xlsxwriter would
-        if self._check_dimensions(first_row, number_col) or self._check_dimensions(last_row, last_col):
+        if count < 1 or self._check_dimensions(first_row, number_col) or self._check_dimensions(last_row, last_col):
             raise ValueError(f"rows {first_row}..{last_row}, columns {number_col}..{last_col} lie outside the sheet")
 
-        shared = len(numbers) > 1
+        shared = count > 1
         masters, followers = [], []
         for col, template, fmt in cells:
             start = f'<c r="{xl_col_to_name(col)}{{0}}"' + (f' s="{fmt._get_xf_index()}"' if fmt is not None else "")
@@ -68,17 +73,25 @@ class FormulaRowsWorksheet(Worksheet):
                 for (s, f), v in zip(parts, row_values)) + "</row>"
 
         templates = [row_xml(masters), row_xml(followers) if shared else None]
-        finite = np.isfinite(values).all(axis=1).tolist()
-        write = self.fh.write
-        for i, (n, row_values, ok) in enumerate(zip(numbers, values.tolist(), finite)):
-            r = first_row + i + 1
-            parts = masters if i == 0 else followers
-            if ok:
-                write(templates[i > 0].format(r, r - 1, n, *row_values))
-            else:
-                write(row_xml(parts, row_values).replace("{0}", str(r)).replace("{1}", str(r - 1))
-                      .replace("{2}", str(n)))
-        self.previous_row = last_row
+        written = 0
+
+        def write(numbers: Sequence[int], values: np.ndarray) -> None:
+            nonlocal written
+            if written + len(numbers) > count:
+                raise ValueError(f"more than the {count} rows announced")
+            finite = np.isfinite(values).all(axis=1).tolist()
+            out = self.fh.write
+            for i, (n, row_values, ok) in enumerate(zip(numbers, values.tolist(), finite), start=written):
+                r = first_row + i + 1
+                if ok:
+                    out(templates[i > 0].format(r, r - 1, n, *row_values))
+                else:
+                    out(row_xml(masters if i == 0 else followers, row_values).replace("{0}", str(r))
+                        .replace("{1}", str(r - 1)).replace("{2}", str(n)))
+            written += len(numbers)
+            self.previous_row = first_row + written - 1
+
+        return write
 
 
 class RowOrdered:

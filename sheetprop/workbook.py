@@ -6,10 +6,12 @@ written; the sheet writers then fill it in, each formula carrying the reference'
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
@@ -32,7 +34,7 @@ from sheetprop.layout import (
 from sheetprop.network import Network
 from sheetprop.quantities import A, Delta, Grad, Input, LossTerm, Param, Quantity, SampleGrad, SampleLoss, Target, \
     Total, Z
-from sheetprop.reference import Trace, train
+from sheetprop.reference import Trace, chunks
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
 
 META_SHEET = "_sheetprop"
@@ -47,14 +49,38 @@ class Summary:
 
     lr: float
     start: float
-    end: float
+    end: float  # NaN or inf for a run that diverged
     first_below: int | None
+    diverged: int | None = None  # the first iteration whose parameters or E_total are not finite
+
+
+class Tally:
+    """The summary of each learning rate, gathered from consecutive blocks of a trace as they stream past."""
+
+    def __init__(self, threshold: float = DEFAULT_ERROR_TARGET) -> None:
+        self.threshold = threshold
+        self._start: list[float] = []
+        self._end: list[float] = []
+        self._below: list[int | None] = []
+        self._diverged: list[int | None] = []
+        self._lrs: list[float] = []
+
+    def add(self, block: Trace) -> None:
+        if not self._lrs:
+            self._lrs, self._start = block.learning_rates.tolist(), block.total[:, 0].tolist()
+            self._below, self._diverged = [None] * len(self._lrs), [None] * len(self._lrs)
+        self._end = block.total[:, -1].tolist()
+        self._below = [old if old is not None else new for old, new in zip(self._below, block.first_below(self.threshold))]
+        self._diverged = [old if old is not None else new for old, new in zip(self._diverged, block.first_diverged())]
+
+    def summaries(self) -> list[Summary]:
+        return [Summary(*row) for row in zip(self._lrs, self._start, self._end, self._below, self._diverged)]
 
 
 def summarize(trace: Trace, threshold: float = DEFAULT_ERROR_TARGET) -> list[Summary]:
-    firsts = trace.first_below(threshold)
-    return [Summary(float(lr), float(row[0]), float(row[-1]), first)
-            for lr, row, first in zip(trace.learning_rates, trace.total, firsts)]
+    tally = Tally(threshold)
+    tally.add(trace)
+    return tally.summaries()
 
 
 @dataclass(frozen=True)
@@ -134,16 +160,21 @@ def build(net: Network, learning_rates: list[float], iterations: int, out: str |
     check_target(Path(out), force)
     plan = Plan(net, tuple(learning_rates), iterations)
     plan.check()
-    trace = train(net, learning_rates, iterations)
+    blocks = chunks(net, learning_rates, iterations)  # the reference streams: memory stays flat in N
+    start = next(blocks)
+    tally = Tally()
     with Book(out, force=force, constant_memory=True) as book:
-        _network_sheet(book, plan, trace)
-        _equations_sheet(book, plan, trace)
+        _network_sheet(book, plan, start)
+        _equations_sheet(book, plan, start)
         compare = book.add_sheet(COMPARE_SHEET)
-        for slot, layout in enumerate(plan.training):
-            _training_sheet(book, layout, slot, trace)
-        _compare_sheet(book, compare, plan, trace)
+        sheets = [_training_sheet(book, layout, slot, start) for slot, layout in enumerate(plan.training)]
+        for block in itertools.chain([start], blocks):
+            tally.add(block)
+            for write in sheets:
+                write(block)
+        _compare_sheet(book, compare, plan, tally.summaries())
         _meta_sheet(book, plan)
-    return summarize(trace)
+    return tally.summaries()
 
 
 def _cached(value: float) -> float | str:
@@ -335,10 +366,11 @@ def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
 
 
 # -- training sheets --------------------------------------------------------------------------
-def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace) -> None:
+def _training_sheet(book: Book, layout: TrainingLayout, slot: int, start: Trace) -> Callable[[Trace], None]:
+    """Write a training sheet's head and return the writer of its rows, block by block."""
     f, net = book.formats, layout.network
     ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
-    lr = float(trace.learning_rates[slot])
+    lr = float(start.learning_rates[slot])
     # the title is the η cell shown through a number format, so it follows an edit of η
     title = _labelled(book, "Gradient descent with η = ", "General", f" ({net.name} network)",
                       {"bold": True, "font_size": 16, "font_color": "#1F3864", "align": "left"})
@@ -361,18 +393,24 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, trace: Trace)
     for q in layout.columns:
         ws.write(layout.HEADER_ROW, layout.col(q), q.label(net), f.header)
 
-    values = np.column_stack([trace.values(q)[slot] for q in layout.columns])  # (iterations + 1, columns)
     r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
     ws.write_number(r, layout.ITERATION_COL, 0)
-    for q, value in zip(layout.columns, values[0].tolist()):
+    for q in layout.columns:
         formula = layout.first_row_formula(q) if isinstance(q, Param) else layout.row_templates[q].format(r + 1, r)
-        ws.write_formula(r, layout.col(q), formula, f.number, _cached(value))
+        ws.write_formula(r, layout.col(q), formula, f.number, _cached(float(start.values(q)[slot, 0])))
     cells = [(layout.col(q), layout.row_templates[q], f.number) for q in layout.columns]
-    ws.write_formula_rows(layout.row(1), layout.ITERATION_COL, range(1, layout.iterations + 1), cells, values[1:])
+    rows = ws.formula_rows(layout.row(1), layout.ITERATION_COL, layout.iterations, cells)
+
+    def write(block: Trace) -> None:
+        values = np.column_stack([block.values(q)[slot] for q in layout.columns])  # (block's rows, columns)
+        skip = 1 if block.first == 0 else 0  # row 0 is written above
+        rows(range(block.first + skip, block.first + len(values)), values[skip:])
+
+    return write
 
 
 # -- Compare sheet ----------------------------------------------------------------------------
-def _compare_sheet(book: Book, ws, plan: Plan, trace: Trace) -> None:
+def _compare_sheet(book: Book, ws, plan: Plan, summaries: list[Summary]) -> None:
     f, layouts = book.formats, plan.training
     cl = CompareLayout(len(layouts))
     n = plan.iterations
@@ -390,7 +428,7 @@ def _compare_sheet(book: Book, ws, plan: Plan, trace: Trace) -> None:
     rate = _labelled(book, "η = ", "General")
     centred = book.workbook.add_format({"align": "center", "num_format": "0"})
     link = book.workbook.add_format({"align": "center", "font_color": "blue", "underline": 1})
-    for slot, (layout, s) in enumerate(zip(layouts, summarize(trace))):
+    for slot, (layout, s) in enumerate(zip(layouts, summaries)):
         r = cl.table_row(slot)
         ws.write_formula(r, cl.RATE_COL, f"={lr_name(slot)}", rate, s.lr)
         ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", link, string=layout.sheet)

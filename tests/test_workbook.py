@@ -1,3 +1,4 @@
+import math
 import zipfile
 
 import numpy as np
@@ -131,3 +132,40 @@ def test_cached_values_are_finite_at_huge_learning_rate(tmp_path, classic):
     ws = openpyxl.load_workbook(out, data_only=True, read_only=True)[training_sheet_name(0)]
     values = [v for row in ws.iter_rows(min_row=6, values_only=True) for v in row]
     assert len(values) == 1001 * 32 and np.isfinite(np.array(values, dtype=float)).all()
+
+
+def test_a_build_streamed_in_blocks_caches_every_value_of_the_whole_trace(classic, tmp_path, monkeypatch):
+    # the reference streams blocks of rows to the writer; blocks of 7 rows put many seams in 30 iterations
+    blocks = workbook.chunks
+    monkeypatch.setattr(workbook, "chunks", lambda *args: blocks(*args, size=7))
+    out = tmp_path / "blocks.xlsx"
+    summary = workbook.build(classic, [0.5, 2.0], 30, out)
+    trace = train(classic, [0.5, 2.0], 30)
+    assert summary == workbook.summarize(trace)
+    formulas_wb, values_wb = openpyxl.load_workbook(out), openpyxl.load_workbook(out, data_only=True)
+    for slot in range(2):
+        layout = TrainingLayout(classic, 30, training_sheet_name(slot))
+        for q in layout.columns:
+            got = [values_wb[layout.sheet][layout.cell(q, it)].value for it in range(31)]
+            assert got == trace.values(q)[slot].tolist(), q
+        w1 = Param(1, 0, 0)  # a filled-down column across the seams: each row refers to the one above
+        assert [formulas_wb[layout.sheet][layout.cell(w1, it)].value for it in (6, 7, 8)] == [
+            f"=B{layout.row(it)}-$B$2*{layout.cell(workbook.Grad(w1), it - 1)}" for it in (6, 7, 8)]
+
+
+def test_a_diverging_run_is_reported_as_diverged_without_warnings(tmp_path, recwarn):
+    from sheetprop import api
+
+    linear = {"name": "linear", "loss": "l2", "inputs": ["x"], "targets": ["y"],
+              "sample": {"inputs": [3.0], "targets": [1.0]},
+              "layers": [{"size": 1, "activation": "identity", "bias": False, "weights": [[0.5]]}]}
+    built = api.build(linear, [0.1, 10.0], iterations=2000, out=tmp_path / "linear.xlsx")
+    stable, diverging = built.summary
+    assert stable.diverged is None and diverging.diverged is not None and diverging.first_below is None
+    w, k = 0.5, 0  # the same descent in plain floats: the first iteration whose E_total or w is not finite
+    while math.isfinite(w) and math.isfinite(0.5 * (w * 3.0 - 1.0) * (w * 3.0 - 1.0)):
+        w, k = w - 10.0 * (w * 3.0 - 1.0) * 3.0, k + 1
+    assert diverging.diverged == k
+    line = built.table().splitlines()[-1]
+    assert "diverged" in line and "nan" not in line.lower()
+    assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
