@@ -73,7 +73,8 @@ class Built:
         for s in self.summary:
             first = "never" if s.first_below is None else str(s.first_below)
             end = f"{s.end:>14.9f}" if s.diverged is None else f"{'diverged':>14}"
-            note = "" if s.diverged is None else f"   (diverged at iteration {s.diverged}: E_total or a weight overflowed)"
+            note = "" if s.diverged is None else (
+                f"   (diverged at iteration {s.diverged}: E_total or a weight overflowed)")
             lines.append(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {end}  {first:<6}{note}".rstrip())
         return "\n".join(lines)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from sheetprop.formulas import EXCEL, Style, fill
 from sheetprop.naming import sample_mark
+from sheetprop.update import RULE
 
 if TYPE_CHECKING:
     from sheetprop.network import Network
@@ -105,8 +106,8 @@ class Param(Quantity):
         return re.sub(r"[^A-Za-z0-9_]", "", self.label(net).replace(",", "_")) + "_init"
 
     def update(self, net: Network, ref: Ref, previous: Ref, style: Style = EXCEL) -> str:
-        """p ← p − η·∂E/∂p, the right-hand side taken from the previous iteration."""
-        return f"{previous(self)}{style.minus}{ref(LearningRate())}{style.mul}{previous(Grad(self))}"
+        """The update rule, its right-hand side taken from the previous iteration."""
+        return RULE.formula(previous(self), ref(LearningRate()), previous(Grad(self)), style)
 
 
 # -- forward pass -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 
 from sheetprop.network import Network
 from sheetprop.quantities import Quantity
+from sheetprop.update import RULE
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +160,7 @@ def chunks(net: Network, learning_rates: list[float] | np.ndarray, iterations: i
                 params[:, i] = flat
                 for l in range(net.depth):
                     zs[l][:, i], acts[l][:, i], deltas[l][:, i] = z[l], a[l], d[l]
-                flat = flat - lrs[:, None] * grads[:, i]
+                flat = RULE.step(flat, lrs[:, None], grads[:, i])
         yield Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms, first)
 
 

@@ -36,6 +36,7 @@ from sheetprop.quantities import A, Delta, Grad, Input, LossTerm, Param, Quantit
     Total, Z
 from sheetprop.reference import Trace, chunks
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
+from sheetprop.update import RULE
 
 META_SHEET = "_sheetprop"
 DEFAULT_ERROR_TARGET = 0.01
@@ -70,8 +71,11 @@ class Tally:
             self._lrs, self._start = block.learning_rates.tolist(), block.total[:, 0].tolist()
             self._below, self._diverged = [None] * len(self._lrs), [None] * len(self._lrs)
         self._end = block.total[:, -1].tolist()
-        self._below = [old if old is not None else new for old, new in zip(self._below, block.first_below(self.threshold))]
-        self._diverged = [old if old is not None else new for old, new in zip(self._diverged, block.first_diverged())]
+        def earliest(old: list[int | None], new: list[int | None]) -> list[int | None]:
+            return [o if o is not None else n for o, n in zip(old, new)]
+
+        self._below = earliest(self._below, block.first_below(self.threshold))
+        self._diverged = earliest(self._diverged, block.first_diverged())
 
     def summaries(self) -> list[Summary]:
         return [Summary(*row) for row in zip(self._lrs, self._start, self._end, self._below, self._diverged)]
@@ -140,7 +144,7 @@ class Plan:
 
     def update_formula(self, p: Param) -> str:
         """One step of gradient descent from the initial value, with the first learning rate."""
-        return f"={p.defined_name(self.network)}-{lr_name(0)}*{self.equations.ref(Grad(p))}"
+        return "=" + RULE.formula(p.defined_name(self.network), lr_name(0), self.equations.ref(Grad(p)))
 
     def check(self) -> None:
         """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold."""
@@ -358,8 +362,8 @@ def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
     for p in net.params:
         label = p.label(net)
         ws.write(row, eq.NAME_COL, label + " ←", f.label)
-        ws.write_string(row, eq.EQUATION_COL, f"= {label} − η·∂E_total/∂{label}")
-        value = net.initial(p) - float(trace.learning_rates[0]) * float(trace.values(Grad(p))[0, 0])
+        ws.write_string(row, eq.EQUATION_COL, "= " + RULE.formula(label, "η", f"∂E_total/∂{label}", TEXT))
+        value = RULE.step(net.initial(p), float(trace.learning_rates[0]), float(trace.values(Grad(p))[0, 0]))
         ws.write_formula(row, eq.VALUE_COL, plan.update_formula(p), f.number, _cached(value))
         row += 1
     ws.flush()

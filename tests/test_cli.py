@@ -68,7 +68,14 @@ def test_bad_learning_rates_are_usage_errors(tmp_path, lrs, words):
 def test_bad_iteration_counts_are_usage_errors(tmp_path, n):
     result = run("build", "--iterations", n, "--out", tmp_path / "b.xlsx")
     assert result.exit_code == 2 and "--iterations" in result.output
+    assert result.output.count("\n") == 1 and "build --help" in result.output  # one line, not the usage
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["build", "--bogus"], ["bild"], ["build", "--lr"]])
+def test_every_usage_error_is_one_line(args):
+    result = run(*args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and result.output.startswith("Error: ")
 
 
 def test_missing_output_folder(tmp_path):

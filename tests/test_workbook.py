@@ -169,3 +169,17 @@ def test_a_diverging_run_is_reported_as_diverged_without_warnings(tmp_path, recw
     line = built.table().splitlines()[-1]
     assert "diverged" in line and "nan" not in line.lower()
     assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_the_equations_sheet_states_each_activation_once_and_the_samples_plainly(tmp_path):
+    from sheetprop import template
+
+    net = template.load("deep")  # tanh hidden layers, 4 samples, mean loss
+    out = tmp_path / "deep.xlsx"
+    workbook.build(net, [0.5], 3, out)
+    wb = openpyxl.load_workbook(out, read_only=True)
+    equations = [r[2] for r in wb["Equations"].iter_rows(values_only=True) if r[2] and str(r[2]).startswith("= tanh")]
+    assert equations and all(e.count("tanh") == 1 for e in equations), equations[:3]
+    network = [c for r in wb["Network"].iter_rows(values_only=True) for c in r if isinstance(c, str)]
+    assert any(c.startswith("Samples (4; E_total is the mean of their losses)") for c in network)
+    assert not any("meaned" in c for c in network)

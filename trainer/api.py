@@ -23,7 +23,7 @@ from trainer.report import DEFAULT_TARGET
 from trainer.run import (
     Run,
     RunError,
-    Target,
+    Destination,
     clear_for_new_run,
     execute,
     read_run,
@@ -81,7 +81,7 @@ def train(config: RunConfig | str | Path | None = None, *, name: str | None = No
     folder = Path(cfg.out_dir) / name
     workers = ["run", *cfg.to_arguments(), "--name", name, *(["--force"] if force else []),
                "--progress" if progress else "--no-progress"]
-    return _execute(cfg, Target(name, force, None), folder, nproc, progress, echo, world, workers)
+    return _execute(cfg, Destination(name, force, None), folder, nproc, progress, echo, world, workers)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str | None = None, threads: int | None = None,
@@ -99,18 +99,18 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str | None
         say(f"{run_dir} is complete ({done} of {wording.plural(cfg.epochs, 'epoch')}); nothing to do")
         return read_run(run_dir)
     workers = ["run", "--resume", str(run_dir), *arguments(changes), "--progress" if progress else "--no-progress"]
-    return _execute(cfg, Target(resume=run_dir), run_dir, nproc, progress, echo, distributed.from_environment(),
+    return _execute(cfg, Destination(resume=run_dir), run_dir, nproc, progress, echo, distributed.from_environment(),
                     workers)
 
 
-def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress: bool, echo: Echo | None,
+def _execute(cfg: RunConfig, destination: Destination, folder: Path, nproc: int, progress: bool, echo: Echo | None,
              world: distributed.World, workers: list[str]) -> Run:
     """Train here, or start ``nproc`` processes that do (each runs ``python -m trainer WORKERS``)."""
     say = echo if echo is not None and world.main else distributed.quiet
     if nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}")
     if nproc > 1 and world.size == 1:
-        if target.resume is None and (folder / LAST).exists() and not target.force:
+        if destination.resume is None and (folder / LAST).exists() and not destination.force:
             clear_for_new_run(folder, False)  # refuses, in the caller's words, before any process starts
         say(f"Starting {nproc} processes with torchrun's launcher for {folder}")
         code = distributed.launch(nproc, workers)
@@ -123,7 +123,7 @@ def _execute(cfg: RunConfig, target: Target, folder: Path, nproc: int, progress:
         return read_run(folder)
     try:
         with distributed.interruptible(world):
-            run = execute(cfg, target, progress=progress, echo=say, world=world)
+            run = execute(cfg, destination, progress=progress, echo=say, world=world)
     except KeyboardInterrupt:
         raise interrupted(folder, world.size) from None
     except NaNLoss as exc:

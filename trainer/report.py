@@ -16,7 +16,7 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from sheetprop.book import Book
 from trainer.loop import Evaluation
-from trainer.summary import Summary
+from trainer.summary import ModelSummary
 
 # the keys of an epoch record, in the order of the Epochs sheet and history.csv
 EPOCH_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_correct", "seconds"]
@@ -27,11 +27,11 @@ PER_ROW = 6
 
 
 @dataclass
-class Report:
+class Contents:
     """What the workbook shows; filled in as the run goes."""
 
     config: dict[str, Any]
-    summary: Summary
+    summary: ModelSummary
     history: list[dict[str, float]] = field(default_factory=list)
     evaluation: Evaluation | None = None
     test_images: np.ndarray | None = None  # uint8 (N, 28, 28)
@@ -46,7 +46,7 @@ def _png(image: np.ndarray, scale: int = 3) -> bytes:
     return buf.getvalue()
 
 
-def write(path: str | Path, report: Report) -> Path:
+def write(path: str | Path, report: Contents) -> Path:
     """Write the whole workbook atomically (replacing the previous epoch's)."""
     with Book(path, force=True) as book:
         _epochs(book, report)
@@ -57,7 +57,7 @@ def write(path: str | Path, report: Report) -> Path:
     return Path(path)
 
 
-def _epochs(book: Book, report: Report) -> None:
+def _epochs(book: Book, report: Contents) -> None:
     f = book.formats
     ws = book.add_sheet("Epochs")
     ws.write(0, 0, "Training log", f.title)
@@ -121,7 +121,7 @@ def accuracy_floor(values: list[float]) -> float:
     return max(0.0, math.floor(min(values) * 200 + 1e-9) / 200)
 
 
-def _model(book: Book, report: Report) -> None:
+def _model(book: Book, report: Contents) -> None:
     f = book.formats
     s = report.summary
     ws = book.add_sheet("Model")
@@ -140,7 +140,7 @@ def _model(book: Book, report: Report) -> None:
     ws.write_formula(end + 2, 3, "=SUM(layers[mult-adds])", f.integer, s.total_macs)
 
 
-def _confusion(book: Book, report: Report) -> None:
+def _confusion(book: Book, report: Contents) -> None:
     f = book.formats
     ws = book.add_sheet("Confusion")
     ws.write(0, 0, "Test confusion matrix (rows: true digit, columns: predicted digit)", f.title)
@@ -179,7 +179,7 @@ def _confusion(book: Book, report: Report) -> None:
                                   f"{xl_rowcol_to_cell(top + 10, left + 10)})", f.percent, ev.accuracy)
 
 
-def _misclassified(book: Book, report: Report) -> None:
+def _misclassified(book: Book, report: Contents) -> None:
     f = book.formats
     ws = book.add_sheet("Misclassified")
     ev = report.evaluation
@@ -201,7 +201,7 @@ def _misclassified(book: Book, report: Report) -> None:
         ws.write(row + 3, col, f"confidence {ev.confidences[idx]:.1%}", f.note)
 
 
-def _config(book: Book, report: Report) -> None:
+def _config(book: Book, report: Contents) -> None:
     f = book.formats
     ws = book.add_sheet("Config")
     ws.write(0, 0, "Run configuration", f.title)

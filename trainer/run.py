@@ -183,7 +183,7 @@ def read_run(path: str | Path) -> Run:
 
 
 @dataclass(frozen=True)
-class Target:
+class Destination:
     """The run folder to train in: a new one (named, or a timestamp; ``force`` replaces one) or one to resume."""
 
     name: str | None = None
@@ -202,7 +202,7 @@ class Target:
         return run_dir
 
 
-def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callable[[str], None] = print,
+def execute(cfg: RunConfig, destination: Destination, progress: bool = True, echo: Callable[[str], None] = print,
             world: World = World()) -> Run:
     """Train (or continue) a run; checkpoints and workbook follow every epoch.
 
@@ -213,12 +213,12 @@ def execute(cfg: RunConfig, target: Target, progress: bool = True, echo: Callabl
     distributed.start(world, device.device)
     try:
         with contextlib.ExitStack() as locks:
-            run_dir = distributed.on_main(lambda: target.claim(cfg, locks), (RunError,))
+            run_dir = distributed.on_main(lambda: destination.claim(cfg, locks), (RunError,))
             try:
-                result = _train(cfg, run_dir, target.resume is not None, device, world, progress and world.main,
+                result = _train(cfg, run_dir, destination.resume is not None, device, world, progress and world.main,
                                 echo if world.main else distributed.quiet)
             except BaseException:
-                if world.main and target.resume is None:
+                if world.main and destination.resume is None:
                     runfolder.discard_unstarted(run_dir)
                 raise
         distributed.stop()
@@ -277,7 +277,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     if world.main:
         runfolder.write_config(run_dir, cfg.to_dict())
 
-    rep = report.Report(cfg.to_dict(), model_summary, history, None,
+    rep = report.Contents(cfg.to_dict(), model_summary, history, None,
                         mnist.raw_test.numpy(), mnist.test.labels.cpu().numpy())
     rep.facts = {"device": device.describe(), "parameters": params, "processes": world.size,
                  "backend": world.backend or "none (one process)", "batch per process": cfg.batch_size // world.size

@@ -24,7 +24,7 @@ class LayerRow:
 
 
 @dataclass(frozen=True)
-class Summary:
+class ModelSummary:
     layers: tuple[LayerRow, ...]
     total_params: int
     trainable_params: int
@@ -59,7 +59,7 @@ def receptive_field(modules: list[nn.Module], input_size: int = INPUT_SIZE[-1]) 
     return out
 
 
-def summarize(model: nn.Module) -> Summary:
+def summarize(model: nn.Module) -> ModelSummary:
     """Layer by layer: output shape, parameters, multiply-accumulates, receptive field and jump."""
     cpu_model = copy.deepcopy(model).cpu().eval()
     with torch.random.fork_rng(devices=[]):  # torchinfo draws a random input; keep the caller's RNG stream
@@ -71,10 +71,10 @@ def summarize(model: nn.Module) -> Summary:
                  int(layer.num_params), rf, jump, int(layer.macs))
         for layer, (rf, jump) in zip(leaves, fields)
     )
-    return Summary(rows, int(stats.total_params), int(stats.trainable_params), int(stats.total_mult_adds))
+    return ModelSummary(rows, int(stats.total_params), int(stats.trainable_params), int(stats.total_mult_adds))
 
 
-def format_table(summary: Summary) -> str:
+def format_table(summary: ModelSummary) -> str:
     """A torchsummary-style text table with the RF and jump columns."""
     head = f"{'Layer':<26}{'Output shape':<18}{'Params':>9}{'RF':>6}{'Jump':>6}"
     lines = [head, "=" * len(head)]
