@@ -51,7 +51,7 @@ def fresh(cfg: RunConfig, device):
     return model, make_optimizer(cfg, model)
 
 
-def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int):
+def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int, device):
     from torchvision import datasets, transforms
 
     raw = root / "MNIST" / "raw"
@@ -64,9 +64,10 @@ def classic_loader(data_dir: Path, root: Path, cfg: RunConfig, workers: int):
                              transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     ds = datasets.MNIST(str(root), train=True, download=False, transform=tf)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                                         persistent_workers=workers > 0)
-    while True:
-        yield from loader
+                                         persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    while True:  # each batch goes to the device the model is on, as a classic training loop moves it
+        for x, y in loader:
+            yield x.to(device.device, non_blocking=True), y.to(device.device, non_blocking=True)
 
 
 def device_batches(mnist, cfg: RunConfig, generator):
@@ -79,16 +80,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--batches", type=int, default=400, help="timed batches per pipeline")
+    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (every pipeline runs on it)")
     args = parser.parse_args()
     cfg = RunConfig()
-    device = resolve("auto")
+    device = resolve(args.device)
     print(f"model {cfg.model}, batch {cfg.batch_size}, device {device.describe()}, {args.batches} batches each")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (0, 2):
             model, opt = fresh(cfg, device)
             results[f"(a) torchvision + PIL + DataLoader, {workers} workers"] = timed(
-                classic_loader(args.data_dir, Path(tmp), cfg, workers), model, opt, args.batches)
+                classic_loader(args.data_dir, Path(tmp), cfg, workers, device), model, opt, args.batches)
     mnist = data.load(args.data_dir, device.device)
     model, opt = fresh(cfg, device)
     results["(b) device-resident tensors + batch augmentation"] = timed(

@@ -87,7 +87,8 @@ def trainer(*args, **kwargs):
 
 
 def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist_dir, tmp_path):
-    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path]
+    # the device is chosen, so that the test means the same with 0, 1 or several GPUs present
+    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--device", "cpu"]
     two = trainer(*common, "--nproc", 2, "--name", "two")
     assert two.returncode == 0, two.stdout + two.stderr
     assert two.stdout.count("Epoch 1:") == 1 and "2 processes (gloo)" in two.stdout  # only rank 0 prints
@@ -114,7 +115,8 @@ def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist
 
 
 def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mnist_dir, tmp_path):
-    args = ["--data-dir", mnist_dir, "--epochs", 10, "--batch-size", 64, "--out-dir", tmp_path, "--name", "k"]
+    args = ["--data-dir", mnist_dir, "--epochs", 10, "--batch-size", 64, "--out-dir", tmp_path, "--name", "k",
+            "--device", "cpu"]
     proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -142,7 +144,7 @@ def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mni
 def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
                              str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
-                             "--name", "w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--name", "w", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "w" / "last.pt").is_file():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -160,7 +162,7 @@ def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
 def test_killing_the_launcher_stops_its_processes(mnist_dir, tmp_path):
     launcher = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
                                  str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
-                                 "--name", "L"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--name", "L", "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def workers() -> list[int]:
         return [pid for pid in processes(str(tmp_path), "RANK=") if pid != launcher.pid]
@@ -176,3 +178,21 @@ def test_killing_the_launcher_stops_its_processes(mnist_dir, tmp_path):
         assert time.monotonic() < deadline, f"still training after the launcher was killed: {workers()}"
         time.sleep(0.1)
     assert torch.load(tmp_path / "L" / "last.pt", weights_only=False)["epoch"] >= 1
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_more_processes_than_gpus_on_cuda_is_one_line_before_anything_starts(mnist_dir, tmp_path, monkeypatch,
+                                                                            device):
+    from click.testing import CliRunner
+
+    from trainer import distributed as launcher
+    from trainer.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(launcher, "launch", lambda *a: pytest.fail("processes were started"))
+    result = CliRunner().invoke(main, ["run", "--no-progress", "--nproc", "2", "--device", device, "--data-dir",
+                                       str(mnist_dir), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "2 processes on CUDA need as many GPUs, and this machine has 1 (use --nproc 1" in result.output
+    assert list(tmp_path.iterdir()) == []

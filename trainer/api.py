@@ -17,7 +17,7 @@ from trainer import distributed
 from trainer.comparison import CompareError, Comparison, compare
 from trainer.config import NOT_SWEPT, ConfigError, RunConfig, arguments, check, read
 from trainer.data import DataError
-from trainer.device import DeviceError
+from trainer.device import DeviceError, check_processes
 from trainer.loop import NaNLoss
 from trainer.report import DEFAULT_TARGET
 from trainer.run import (
@@ -110,6 +110,7 @@ def _execute(cfg: RunConfig, destination: Destination, folder: Path, nproc: int,
     if nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}")
     if nproc > 1 and world.size == 1:
+        check_processes(cfg.device, nproc)
         if destination.resume is None and (folder / LAST).exists() and not destination.force:
             clear_for_new_run(folder, False)  # refuses, in the caller's words, before any process starts
         say(f"Starting {nproc} processes with torchrun's launcher for {folder}")

@@ -11,7 +11,7 @@ from sheetprop.cli import CommandGroup
 from sheetprop.wording import plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
-from trainer.config import NOT_SWEPT, OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig
+from trainer.config import NOT_SWEPT, OPTIMIZERS, PRECISIONS, SCHEDULERS, ConfigError, RunConfig
 from trainer.data import DataError
 from trainer.device import CHOICES, DeviceError
 from trainer.loop import NaNLoss
@@ -52,6 +52,12 @@ SETTINGS = [
                  help="Label smoothing of the training loss" + _default("label_smoothing")),
     click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True),
                  help="Evaluate a moving average of the weights with this decay per step; 0: off" + _default("ema")),
+    click.option("--precision", type=click.Choice(PRECISIONS),
+                 help="Arithmetic of the forward pass: fp32 (TF32 on CUDA), or autocast to bf16 or fp16"
+                      + _default("precision")),
+    click.option("--tta", type=click.BOOL, metavar="true|false",
+                 help="Evaluate on the test image and four 1-pixel shifts of it, outputs averaged (a fixed rule: "
+                      "the test set decides nothing)" + _default("tta")),
     click.option("--seed", type=click.IntRange(min=0), help="Random seed" + _default("seed")),
     click.option("--device", type=click.Choice(CHOICES), help="auto: CUDA, then MPS, then CPU" + _default("device")),
     click.option("--threads", type=click.IntRange(min=0), help="CPU threads; 0: one per core" + _default("threads")),

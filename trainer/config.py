@@ -34,6 +34,8 @@ class RunConfig:
     translate: float = 0.03  # fraction of the image, ±
     label_smoothing: float = 0.0
     ema: float = 0.999  # decay per step of the weight average that is evaluated; 0: evaluate the trained weights
+    precision: str = "fp32"  # the forward pass's arithmetic: fp32, or autocast to bf16 or fp16
+    tta: bool = False  # evaluate the average of the model's outputs over the test image and four 1-pixel shifts
     seed: int = 1
     device: str = "auto"
     threads: int = 0  # CPU threads; 0: one per core
@@ -84,6 +86,7 @@ def arguments(settings: dict[str, Any]) -> list[str]:
 EXECUTION = ("device", "threads", "data_dir", "out_dir")  # how and where a run happens, not what it computes
 NOT_SWEPT = ("seed", *EXECUTION)  # a sweep takes its seeds from --seeds and varies only what runs compute
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16", "fp16")  # trainer.device holds what each means
 SCHEDULERS = ("onecycle", "step", "none")
 
 
@@ -97,6 +100,7 @@ def check(cfg: RunConfig) -> RunConfig:
         "optimizer": (cfg.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
         "scheduler": (cfg.scheduler in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
         "device": (cfg.device in CHOICES, f"one of {', '.join(CHOICES)}"),
+        "precision": (cfg.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
         "epochs": (cfg.epochs >= 1, "at least 1"),
         "batch_size": (cfg.batch_size >= 1, "at least 1"),
         "lr": (0 < cfg.lr <= 10, "above 0 and at most 10"),

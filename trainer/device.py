@@ -11,6 +11,9 @@ import torch
 from sheetprop import wording
 
 CHOICES = ("auto", "cuda", "mps", "cpu")
+# The arithmetic of the forward pass: full precision (TF32 matrix products on CUDA, which cost nothing in
+# accuracy here), or autocast to bfloat16 or float16 (float16 with a gradient scaler).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class DeviceError(ValueError):
@@ -26,6 +29,7 @@ class Device:
     """The training device and how to use it well."""
 
     device: torch.device
+    precision: str = "fp32"
 
     @property
     def type(self) -> str:
@@ -36,10 +40,13 @@ class Device:
         return self.type == "cuda"
 
     def autocast(self):
-        """bf16 autocast on CUDA (where it pays); full precision elsewhere."""
-        if self.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The forward pass in this device's precision: autocast to bf16 or fp16, or nothing for fp32."""
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.type, dtype=dtype)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """The gradient scaler fp16 needs so that small gradients do not flush to zero (a no-op otherwise)."""
+        return torch.amp.GradScaler(self.type, enabled=self.precision == "fp16")
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device)
@@ -70,8 +77,10 @@ class Device:
 
     def describe(self) -> str:
         if self.type == "cuda":
-            return f"cuda ({torch.cuda.get_device_name(self.device)})"
-        return f"{self.type} ({torch.get_num_threads()} threads)" if self.type == "cpu" else self.type
+            where = f"cuda ({torch.cuda.get_device_name(self.device)})"
+        else:
+            where = f"{self.type} ({torch.get_num_threads()} threads)" if self.type == "cpu" else self.type
+        return where if self.precision == "fp32" else f"{where}, {self.precision}"
 
 
 def data_generator(seed: int) -> torch.Generator:
@@ -93,11 +102,14 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def resolve(name: str = "auto", local_rank: int = 0) -> Device:
-    """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device is an error.
-    With several processes on a machine, process ``local_rank`` takes GPU ``local_rank``."""
+def resolve(name: str = "auto", local_rank: int = 0, precision: str = "fp32") -> Device:
+    """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device, or a precision it cannot
+    compute in, is an error. With several processes on a machine, process ``local_rank`` takes GPU
+    ``local_rank``."""
     if name not in CHOICES:
         raise DeviceError(f"unknown device {name!r} (choose from {', '.join(CHOICES)})")
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -106,8 +118,41 @@ def resolve(name: str = "auto", local_rank: int = 0) -> Device:
     if name == "mps" and not _mps_available():
         raise DeviceError(f"{wording.setting('device', 'mps')} was asked for, but MPS is not available "
                           f"(use {wording.setting('device', 'auto')} or {wording.setting('device', 'cpu')})")
+    if precision != "fp32" and not _autocasts(name, PRECISIONS[precision]):
+        raise DeviceError(f"{wording.setting('precision', precision)} is not available on {name} with torch "
+                          f"{torch.__version__} (use {wording.setting('precision', 'fp32')})")
     if name == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.cuda.set_device(local_rank)
-        return Device(torch.device("cuda", local_rank))
-    return Device(torch.device(name))
+        return Device(torch.device("cuda", local_rank), precision)
+    return Device(torch.device(name), precision)
+
+
+def check_processes(name: str, nproc: int) -> None:
+    """Refuse, before any process starts, more processes on this machine than it has GPUs when the run
+    would train on CUDA (one GPU per process); on the CPU any number share the cores."""
+    if nproc > 1 and (name == "cuda" or (name == "auto" and torch.cuda.is_available())):
+        gpus = torch.cuda.device_count()
+        if nproc > gpus:
+            raise DeviceError(f"{wording.plural(nproc, 'process', 'processes')} on CUDA need as many GPUs, and this "
+                              f"machine has {gpus} (use {wording.setting('nproc', max(gpus, 1))}, or "
+                              f"{wording.setting('device', 'cpu')} to share the CPU's cores)")
+
+
+def _autocasts(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether autocast to ``dtype`` works on this kind of device (it warns and does nothing where not)."""
+    import warnings
+
+    if not torch.amp.is_autocast_available(device_type):
+        return False
+    if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            with torch.autocast(device_type, dtype=dtype):
+                pass
+        except (RuntimeError, UserWarning):
+            return False
+    return True

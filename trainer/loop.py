@@ -20,6 +20,7 @@ from trainer.distributed import World
 from trainer.ema import EMA
 
 SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the bar and the NaN check
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # the views test-time augmentation averages: (rows, columns)
 
 
 class NaNLoss(RuntimeError):
@@ -37,6 +38,7 @@ class Evaluation:
     predictions: np.ndarray  # (N,) predicted class
     confidences: np.ndarray  # (N,) softmax probability of the prediction
     confusion: np.ndarray  # (10, 10): rows true class, columns predicted
+    single_view_correct: int | None = None  # with test-time augmentation: right on the unshifted image alone
 
     @property
     def accuracy(self) -> float:
@@ -90,7 +92,7 @@ def batch_loss(logits: torch.Tensor, y: torch.Tensor, whole: int, cfg: RunConfig
 
 def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, device: Device, cfg: RunConfig,
                 generator: torch.Generator, epoch: int, progress: bool = True, ema: EMA | None = None,
-                world: World = World()) -> tuple[float, float]:
+                world: World = World(), scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
     """One pass over the shuffled, augmented training split; returns mean loss and accuracy.
 
     With several processes each takes its part of every batch (see :func:`data.batches`)."""
@@ -109,8 +111,13 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
                 logits = model(device.inputs(x))
                 loss, summed = batch_loss(logits, y, min(cfg.batch_size, n - b * cfg.batch_size), cfg, world)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is not None and scaler.is_enabled():
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)  # skipped, and the scale lowered, when a gradient overflowed in fp16
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             scheduler.step()
             if ema is not None:
                 ema.update()
@@ -131,10 +138,22 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
+def shifted(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Images moved by whole pixels, the uncovered edge filled with the edge's own (background) values."""
+    if rows == cols == 0:
+        return x
+    pad = max(abs(rows), abs(cols))
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    h, w = x.shape[-2:]
+    return padded[..., pad - rows : pad - rows + h, pad - cols : pad - cols + w]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: int = 1000,
-             world: World = World()) -> Evaluation:
-    """Loss, accuracy, predictions and confusion matrix on a split (no augmentation).
+             world: World = World(), tta: bool = False) -> Evaluation:
+    """Loss, accuracy, predictions and confusion matrix on a split. With ``tta`` the model's softmax
+    outputs are averaged over the image and its four 1-pixel shifts (:data:`SHIFTS`), and the loss is
+    that average's; otherwise the image alone.
 
     With several processes each evaluates a contiguous part; the sums are added up across them,
     so every process knows the same accuracy, and the predictions are gathered on every process."""
@@ -142,20 +161,29 @@ def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: in
     lo, hi = len(split) * world.rank // world.size, len(split) * (world.rank + 1) // world.size
     part = data.Split(split.images[lo:hi], split.labels[lo:hi]) if world.size > 1 else split
     loss = torch.zeros((), device=device.device, dtype=torch.double)
+    single = torch.zeros((), device=device.device, dtype=torch.double)
     preds, confs = [], []
     for x, y in data.batches(part, batch_size):
-        with device.autocast():
-            logits = model(device.inputs(x)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum")
-        conf, pred = logits.softmax(1).max(1)
+        views = []
+        for rows, cols in SHIFTS if tta else SHIFTS[:1]:
+            with device.autocast():
+                views.append(model(device.inputs(shifted(x, rows, cols))).float())
+        if tta:
+            single += (views[0].argmax(1) == y).sum()
+            probs = torch.stack(views).softmax(2).mean(0)
+            loss += F.nll_loss(probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), y, reduction="sum")
+        else:
+            probs = views[0].softmax(1)
+            loss += F.cross_entropy(views[0], y, reduction="sum")
+        conf, pred = probs.max(1)
         preds.append(pred)
         confs.append(conf)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=device.device)
     conf = torch.cat(confs).float() if confs else torch.zeros(0, device=device.device)
     confusion = torch.bincount(part.labels * 10 + pred, minlength=100).reshape(10, 10).double()
-    counts = distributed.total(torch.cat([loss.reshape(1), confusion.reshape(-1)]))
+    counts = distributed.total(torch.cat([loss.reshape(1), single.reshape(1), confusion.reshape(-1)]))
     gathered = distributed.gather((pred.cpu().numpy(), conf.cpu().numpy()))
-    confusion = counts[1:].reshape(10, 10).round().long().cpu().numpy()
+    confusion = counts[2:].reshape(10, 10).round().long().cpu().numpy()
     return Evaluation(
         loss=float(counts[0]) / max(len(split), 1),
         correct=int(np.trace(confusion)),
@@ -163,6 +191,7 @@ def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: in
         predictions=np.concatenate([p for p, _ in gathered]),
         confidences=np.concatenate([c for _, c in gathered]),
         confusion=confusion,
+        single_view_correct=int(round(float(counts[1]))) if tta else None,
     )
 
 

@@ -208,7 +208,7 @@ def execute(cfg: RunConfig, destination: Destination, progress: bool = True, ech
 
     Under torchrun every process calls this; they train one model together and rank 0 alone
     decides the folder, prints and writes."""
-    device = resolve(cfg.device, world.local_rank)
+    device = resolve(cfg.device, world.local_rank, cfg.precision)
     set_threads(cfg.threads)
     distributed.start(world, device.device)
     try:
@@ -246,6 +246,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     generator = data_generator(cfg.seed)  # the same data order and augmentation in every process
     ema = EMA(model, cfg.ema) if cfg.ema else None
     evaluated = ema.model if ema else model
+    scaler = device.scaler()
     params = models.count_parameters(model)
     history: list[dict] = []
     best, start, elapsed = 0.0, 1, 0.0
@@ -266,6 +267,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
             model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         rng = state["rng"] if world.size == 1 else state["rng"][world.rank]
         device.set_rng_state(rng, cfg.seed + state["epoch"])
@@ -293,15 +296,17 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     for epoch in range(start, cfg.epochs + 1):
         timer = Timer()
         train_loss, train_acc = train_epoch(trained, mnist.train, optimizer, scheduler, device, cfg, generator,
-                                            epoch, progress, ema, world)
+                                            epoch, progress, ema, world, scaler)
         if world.size > 1 and device.type != "cuda":
             distributed.average_batch_norm(evaluated)
-        ev = evaluate(evaluated, mnist.test, device, world=world)
+        ev = evaluate(evaluated, mnist.test, device, world=world, tta=cfg.tta)
         seconds = timer.seconds
         lr = optimizer.param_groups[0]["lr"]
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                         "test_loss": ev.loss, "test_acc": ev.accuracy, "test_correct": ev.correct,
                         "seconds": round(seconds, 2)})
+        if ev.single_view_correct is not None:  # kept in the checkpoint: what the unshifted image alone scores
+            history[-1]["test_acc_single_view"] = ev.single_view_correct / ev.total
         total_seconds = elapsed + time.perf_counter() - run_start
         rngs = distributed.gather(device.rng_state())
         if world.main:
@@ -313,6 +318,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
                      "epoch": epoch, "seconds": total_seconds, "config": cfg.to_dict(), "data": mnist.fingerprint}
             if ema:
                 state.update({"trained model": model.state_dict(), "ema updates": ema.updates})
+            if scaler.is_enabled():
+                state["scaler"] = scaler.state_dict()
             rep.evaluation = ev
             rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
                               "best test acc": max(best, ev.accuracy)})
