@@ -28,7 +28,7 @@ def test_a_reduced_precision_run_computes_in_it_and_resumes_exactly(mnist_dir, t
     real_forward = torch.nn.Conv2d.forward
     monkeypatch.setattr(torch.nn.Conv2d, "forward", lambda self, x: seen.append(real_forward(self, x).dtype)
                         or real_forward(self, x))
-    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--scheduler",
+    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--scheduler",
               "step", "--precision", precision]
     whole = run(*common, "--name", "whole")
     assert whole.exit_code == 0, whole.output
@@ -38,7 +38,7 @@ def test_a_reduced_precision_run_computes_in_it_and_resumes_exactly(mnist_dir, t
     monkeypatch.undo()
     real = loop.train_epoch
     monkeypatch.setattr("trainer.run.train_epoch",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 3 else real(*a, **k))
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 2 else real(*a, **k))
     assert run(*common, "--name", "cut").exit_code == 130
     monkeypatch.undo()
     assert run("--resume", tmp_path / "cut").exit_code == 0

@@ -1,0 +1,57 @@
+"""The trainer on a GPU: each test needs CUDA and is skipped without it (`pytest -m cuda` selects them)."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.mnist_fixtures import write_mnist
+from trainer import loop
+from trainer.cli import main
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("mnist"), n_train=1000, n_test=200, gz=True)
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [*map(str, args)])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_one_epoch_on_cuda_in_each_precision(mnist_dir, tmp_path, precision):
+    result = cli("run", "--no-progress", "--device", "cuda", "--precision", precision, "--data-dir", mnist_dir,
+                 "--epochs", 1, "--batch-size", 64, "--out-dir", tmp_path, "--name", precision)
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / precision / "last.pt", weights_only=False)
+    assert "cuda (" in result.output and state["config"]["precision"] == precision
+    assert 0 < state["history"][0]["test_acc"] <= 1
+
+
+def test_a_run_moves_from_cuda_to_cpu_and_back_with_the_same_batches(mnist_dir, tmp_path, monkeypatch):
+    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--name", "move",
+              "--scheduler", "step"]
+    real = loop.train_epoch
+    monkeypatch.setattr("trainer.run.train_epoch",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 2 else real(*a, **k))
+    assert cli("run", "--no-progress", "--device", "cuda", *common).exit_code == 130
+    monkeypatch.setattr("trainer.run.train_epoch",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 3 else real(*a, **k))
+    on_cpu = cli("run", "--no-progress", "--resume", tmp_path / "move", "--device", "cpu")
+    assert on_cpu.exit_code == 130 and "Epoch 2:" in on_cpu.output, on_cpu.output
+    monkeypatch.undo()
+    back = cli("run", "--no-progress", "--resume", tmp_path / "move", "--device", "cuda")
+    assert back.exit_code == 0 and "Epoch 3:" in back.output, back.output
+    history = torch.load(tmp_path / "move" / "last.pt", weights_only=False)["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_a_two_job_sweep_shares_one_gpu(mnist_dir, tmp_path):
+    result = cli("sweep", "--seeds", "1,2", "--jobs", 2, "--device", "cuda", "--epochs", 1, "--batch-size", 64,
+                 "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-progress", "--name", "two")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "two" / "compare.xlsx").is_file()
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.is_dir()) == ["seed1", "seed2"]
