@@ -40,6 +40,7 @@ class Formats:
     group: Format
     input: Format
     percent_input: Format
+    integer_input: Format
     number: Format
     integer: Format
     percent: Format
@@ -59,6 +60,7 @@ class Formats:
             group=wb.add_format({**header, "bg_color": "#BDD7EE"}),
             input=wb.add_format({**INPUT, "num_format": "0.000###"}),
             percent_input=wb.add_format({**INPUT, "num_format": "0.00%"}),
+            integer_input=wb.add_format({**INPUT, "num_format": "0"}),
             number=wb.add_format({"num_format": "0.000000000"}),
             integer=wb.add_format({"num_format": "0"}),
             percent=wb.add_format({"num_format": "0.00%"}),
@@ -104,6 +106,7 @@ class Book:
                                                              "constant_memory": constant_memory,
                                                              "tmpdir": self._scratch.name})
         self.formats = Formats.create(self.workbook)
+        self._labelled: dict[tuple, Format] = {}
 
     def __enter__(self) -> "Book":
         self._handlers = _exit_on_termination()
@@ -129,6 +132,19 @@ class Book:
 
     def define_name(self, name: str, sheet: str, cell: str) -> None:
         self.workbook.define_name(name, f"={xlsxwriter.utility.quote_sheetname(sheet)}!{cell}")
+
+    def labelled(self, text: str, number_format: str, after: str = "", style: dict[str, Any] | None = None) -> Format:
+        """A format that shows a live number between labels ("w1 = 0.15"): the cell stays a number, and a
+        label built on it (a title, a chart's series name) follows every edit without turning it into text."""
+        def quoted(label: str) -> str:
+            return f'"{label.replace(chr(34), chr(39))}"' if label else ""
+
+        # a section for negative numbers, or their minus sign would come before the label
+        shown = f"{quoted(text)}{number_format}{quoted(after)};{quoted(text + '-')}{number_format}{quoted(after)}"
+        key = (shown, tuple(sorted((style or {}).items())))
+        if key not in self._labelled:
+            self._labelled[key] = self.workbook.add_format({"num_format": key[0], **(style or {})})
+        return self._labelled[key]
 
     def write_row(self, ws: Worksheet, row: int, col: int, values: Sequence[Any], fmt: Format | None = None) -> None:
         for i, value in enumerate(values):

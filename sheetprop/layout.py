@@ -20,6 +20,7 @@ NETWORK_SHEET = "Network"
 EQUATIONS_SHEET = "Equations"
 COMPARE_SHEET = "Compare"
 ERROR_TARGET_NAME = "error_target"
+DIAGRAM_ITERATION, DIAGRAM_SHEET = "diagram_iteration", "diagram_sheet"  # what the network diagram shows
 
 
 def lr_label(lr: float) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from sheetprop.activations import ACTIVATIONS, LOSSES
-from sheetprop.layout import ERROR_TARGET_NAME, lr_name
+from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, ERROR_TARGET_NAME, lr_name
 from sheetprop.naming import NAMINGS, defined_name_problem
 from sheetprop.network import REDUCTIONS, Layer, Network
 from sheetprop.quantities import Input, Target
@@ -330,6 +330,8 @@ def _defined_names(net: Network, rates: int) -> Iterator[tuple[str, _Origin]]:
     for slot in range(rates):
         yield lr_name(slot), _Origin("training", "learning_rates", "learning rate", str(slot + 1))
     yield ERROR_TARGET_NAME, _Origin("", "error target", "the error target", "")
+    yield DIAGRAM_ITERATION, _Origin("", "diagram", "the diagram's iteration", "")
+    yield DIAGRAM_SHEET, _Origin("", "diagram", "the diagram's training sheet", "")
 
 
 def _classic_units(net: Network) -> Iterator[tuple[str, _Origin]]:

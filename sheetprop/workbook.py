@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
-from sheetprop import limits, template
+from sheetprop import diagram, limits, template
 from sheetprop.book import Book, check_target
 from sheetprop.chainrule import Expansion, steps
 from sheetprop.formulas import TEXT
@@ -41,7 +41,6 @@ from sheetprop.update import RULE
 META_SHEET = "_sheetprop"
 DEFAULT_ERROR_TARGET = 0.01
 _CHUNK = 30_000  # characters per cell of the description (Excel holds 32,767)
-_WEIGHT_FORMAT = "0.00##"
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ def _network_sheet(book: Book, plan: Plan, trace: Trace) -> None:
     row = _parameters_block(book, ws, net, row + 1)
     row = _rates_block(book, ws, plan.learning_rates, row + 1)
     _structure_block(book, ws, plan, row + 1)
-    _diagram(book, ws, plan, trace, top=4, left=4)
+    diagram.write(book, ws, diagram.Diagram(tuple(plan.training)), trace, top=4, left=4, data_col=20)
     ws.flush()
 
 
@@ -291,51 +290,6 @@ def _structure_block(book: Book, ws, plan: Plan, row: int) -> int:
     return row + 2
 
 
-def _diagram(book: Book, ws, plan: Plan, trace: Trace, top: int, left: int) -> None:
-    """A cell drawing of the network: a column per layer, the incoming weights between columns."""
-    f, net, eq = book.formats, plan.network, plan.equations
-    fan_in = max(net.size(l - 1) + net.layer(l).bias for l in range(1, net.depth + 1))
-    spacing = max(3, fan_in + 1)
-    ws.write(top, left, "The network (values at iteration 0" + (", sample 1)" if net.samples > 1 else ")"),
-             f.subtitle)
-    top += 2
-    for l in range(net.depth + 1):
-        col = left + 2 * l
-        ws.set_column(col, col, 14)
-        ws.write(top - 1, col, "inputs" if l == 0 else f"layer {l}: {net.layer(l).activation}", f.label)
-        for j in range(net.size(l)):
-            r = top + j * spacing
-            if l == 0:
-                ws.write(r, col, Input(j).label(net), f.node)
-                ws.write_formula(r + 1, col, f"={Input(j).defined_name(net)}", f.number, net.inputs[0, j])
-                continue
-            ws.write(r, col, Z(l, j).label(net), f.node)
-            ws.write_formula(r + 1, col, f"={quote_sheetname(EQUATIONS_SHEET)}!{eq.ref(A(l, j))}", f.number,
-                             _cached(float(trace.values(A(l, j))[0, 0])))
-            ws.write_string(r + 2, col, f"= {A(l, j).label(net)}", f.note)
-            ws.set_column(col - 1, col - 1, 21)
-            for i, p in enumerate(net.incoming(l, j)):
-                src = net.source(p)
-                text = f"{p.label(net)}: {'bias' if src is None else src.label(net)}→{Z(l, j).label(net)} = "
-                ws.write_formula(r + i, col - 1, f"={p.defined_name(net)}", _labelled(book, text, _WEIGHT_FORMAT),
-                                 net.initial(p))
-    out_col = left + 2 * net.depth + 1
-    ws.set_column(out_col, out_col, 14)
-    ws.write(top - 1, out_col, "targets", f.label)
-    for j in range(net.size(net.depth)):
-        ws.write_formula(top + j * spacing, out_col, f"={Target(j).defined_name(net)}",
-                         _labelled(book, f"{Target(j).label(net)} = ", "General"), net.targets[0, j])
-
-
-def _labelled(book: Book, text: str, number_format: str, after: str = "", style: dict | None = None):
-    """A format that shows a live number between labels ("w1: i1→h1 = 0.15"), so the cell stays a number
-    and a label built on it follows every edit (no number is ever turned into text)."""
-    def quoted(label: str) -> str:
-        return f'"{label.replace(chr(34), chr(39))}"' if label else ""
-
-    return book.workbook.add_format({"num_format": quoted(text) + number_format + quoted(after), **(style or {})})
-
-
 # -- Equations sheet --------------------------------------------------------------------------
 def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
     f, net, eq = book.formats, plan.network, plan.equations
@@ -376,7 +330,7 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, start: Trace)
     ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
     lr = float(start.learning_rates[slot])
     # the title is the η cell shown through a number format, so it follows an edit of η
-    title = _labelled(book, "Gradient descent with η = ", "General", f" ({net.name} network)",
+    title = book.labelled("Gradient descent with η = ", "General", f" ({net.name} network)",
                       {"bold": True, "font_size": 16, "font_color": "#1F3864", "align": "left"})
     ws.merge_range(layout.TITLE_ROW, 0, layout.TITLE_ROW, 11, "", title)  # a number does not overflow: room
     ws.write_formula(layout.TITLE_ROW, 0, f"={layout.lr_cell}", title, lr)
@@ -429,7 +383,7 @@ def _compare_sheet(book: Book, ws, plan: Plan, summaries: list[Summary]) -> None
                "First iteration with E_total < target"]
     book.write_row(ws, cl.TABLE_HEADER_ROW, 0, headers, f.header)
     ws.set_row(cl.TABLE_HEADER_ROW, 32)
-    rate = _labelled(book, "η = ", "General")
+    rate = book.labelled("η = ", "General")
     centred = book.workbook.add_format({"align": "center", "num_format": "0"})
     link = book.workbook.add_format({"align": "center", "font_color": "blue", "underline": 1})
     for slot, (layout, s) in enumerate(zip(layouts, summaries)):

@@ -1,0 +1,85 @@
+"""The network diagram: a native chart whose every label is a cell, reading the iteration and training
+sheet a student picks. LibreOffice recalculates after the picks are changed; the numpy reference (itself
+held against torch autograd) is the oracle for the values shown."""
+
+import openpyxl
+import pytest
+
+from sheetprop import recalc, reference, template
+from sheetprop.diagram import Diagram
+from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
+from sheetprop.quantities import Input, Param, Target, Z
+from sheetprop.workbook import Plan, build
+from tests.xlsx import chart_sheets, charts
+
+DATA_COL = 20  # where the Network sheet keeps what the diagram reads (column U)
+
+
+def shown(ws, net, diagram: Diagram) -> list[tuple[object, object]]:
+    """(point, value cell) in the order the data block holds them: its rows after the line segments."""
+    rows = [r for r in ws.iter_rows(min_col=DATA_COL + 1, max_col=DATA_COL + 4)
+            if r[3].value is not None and not str(r[0].value or "").startswith("into layer") and r[0].row > 6]
+    assert len(rows) == len(diagram.points)
+    return list(zip(diagram.points, [r[3] for r in rows]))
+
+
+@pytest.mark.parametrize("name", list(template.shipped()))
+def test_every_label_of_the_diagram_is_a_cell_that_reads_the_picked_row(name, tmp_path):
+    net = template.load(name)
+    out = tmp_path / f"{name}.xlsx"
+    build(net, [0.5, 1.0], 12, out)
+    plan = Plan(net, (0.5, 1.0), 12)
+    diagram = Diagram(tuple(plan.training))
+    wb = openpyxl.load_workbook(out)
+    assert {n for n in (DIAGRAM_ITERATION, DIAGRAM_SHEET)} <= set(wb.defined_names)
+    cells = shown(wb[NETWORK_SHEET], net, diagram)
+    for point, cell in cells:
+        q = point.quantity
+        if q.editable:  # an input or a target: the Network sheet's own cell, by name
+            assert cell.value == "=" + q.defined_name(net)
+        else:
+            for layout in plan.training:
+                assert f"INDEX({layout.column_range(q)},{DIAGRAM_ITERATION}+1)" in cell.value, (point, cell.value)
+            assert cell.value.startswith(f"=CHOOSE({DIAGRAM_SHEET},")
+        assert point.text.replace('"', "'") in cell.number_format  # the label is the cell's own format
+    [network_chart] = chart_sheets(out)[NETWORK_SHEET]
+    chart = next(c for c in charts(out) if c["part"] == network_chart)
+    names = [s["name"] for s in chart["series"] if s["name"]]
+    if diagram.labelled:
+        assert names == [f"{NETWORK_SHEET}!${c.column_letter}${c.row}" for _, c in cells]
+        labels = {p.text for p, _ in cells}
+        assert {f"{p.label(net)} = " for p in net.params} <= labels and "E_total = " in labels
+        units = {f"{Input(k).label(net)} = " for k in range(net.size(0))}
+        units |= {f"{Z(l, j).label(net)} = " for l in range(1, net.depth + 1) for j in range(net.size(l))}
+        assert units | {f"{Target(j).label(net)} = " for j in range(net.size(net.depth))} <= labels
+    assert len(chart["series"]) <= 255
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("name", ["classic", "mazur", "xor"])
+def test_picking_an_iteration_and_a_training_sheet_shows_that_row(soffice, name, tmp_path):
+    net = template.load(name)
+    out = tmp_path / f"{name}.xlsx"
+    build(net, [0.5, 1.0], 60, out)
+    wb = openpyxl.load_workbook(out)
+    edits = {DIAGRAM_ITERATION: 37, DIAGRAM_SHEET: 2, "lr_2": 1.5}  # and η edited: the picture follows it
+    for defined, value in edits.items():
+        sheet, ref = next(iter(wb.defined_names[defined].destinations))
+        wb[sheet][ref.replace("$", "")] = value
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
+    trace = reference.train(net, [0.5, 1.5], 60)
+    diagram = Diagram(tuple(Plan(net, (0.5, 1.5), 60).training))
+    checked = 0
+    for point, cell in shown(fresh[NETWORK_SHEET], net, diagram):
+        want = float(point.quantity.values(trace)[1, 37])
+        assert cell.value == pytest.approx(want, rel=1e-9, abs=1e-12), (point.text, cell.value, want)
+        checked += 1
+    assert checked == len(diagram.points)
+    moved = next(c for p, c in shown(fresh[NETWORK_SHEET], net, diagram) if isinstance(p.quantity, Param))
+    assert moved.value != net.initial(moved_param(diagram))  # row 37, not the initial weights
+
+
+def moved_param(diagram: Diagram) -> Param:
+    return next(p.quantity for p in diagram.points if isinstance(p.quantity, Param))
