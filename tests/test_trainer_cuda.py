@@ -5,7 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from tests.mnist_fixtures import write_mnist
-from trainer import loop
+from tests.interrupt import stop_at_epoch
 from trainer.cli import main
 
 pytestmark = [pytest.mark.cuda,
@@ -34,12 +34,10 @@ def test_one_epoch_on_cuda_in_each_precision(mnist_dir, tmp_path, precision):
 def test_a_run_moves_from_cuda_to_cpu_and_back_with_the_same_batches(mnist_dir, tmp_path, monkeypatch):
     common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--name", "move",
               "--scheduler", "step"]
-    real = loop.train_epoch
-    monkeypatch.setattr("trainer.run.train_epoch",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 2 else real(*a, **k))
+    stop_at_epoch(monkeypatch, 2)
     assert cli("run", "--no-progress", "--device", "cuda", *common).exit_code == 130
-    monkeypatch.setattr("trainer.run.train_epoch",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 3 else real(*a, **k))
+    monkeypatch.undo()
+    stop_at_epoch(monkeypatch, 3)
     on_cpu = cli("run", "--no-progress", "--resume", tmp_path / "move", "--device", "cpu")
     assert on_cpu.exit_code == 130 and "Epoch 2:" in on_cpu.output, on_cpu.output
     monkeypatch.undo()

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from tests.interrupt import stop_at_epoch
 from tests.mnist_fixtures import write_mnist
 from trainer import loop
 from trainer.cli import main
@@ -36,9 +37,7 @@ def test_a_reduced_precision_run_computes_in_it_and_resumes_exactly(mnist_dir, t
     reduced = getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[precision])
     assert seen.count(reduced) > 10 * seen.count(torch.float32)  # fp32 only in the model summary's one pass
     monkeypatch.undo()
-    real = loop.train_epoch
-    monkeypatch.setattr("trainer.run.train_epoch",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 2 else real(*a, **k))
+    stop_at_epoch(monkeypatch, 2)
     assert run(*common, "--name", "cut").exit_code == 130
     monkeypatch.undo()
     assert run("--resume", tmp_path / "cut").exit_code == 0

@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.interrupt import stop_at_epoch
 from tests.mnist_fixtures import write_mnist
 from tests.xlsx import chart_sheets, charts
 from trainer import loop
@@ -83,14 +84,7 @@ def test_interrupted_run_resumes_where_it_stopped_and_matches_an_uninterrupted_o
     common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path]
     assert run(*common, "--name", "whole").exit_code == 0
 
-    real = loop.train_epoch
-
-    def stop_in_epoch_3(*args, **kwargs):
-        if args[7] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("trainer.run.train_epoch", stop_in_epoch_3)
+    stop_at_epoch(monkeypatch, 3)
     stopped = run(*common, "--name", "cut")
     assert stopped.exit_code == 130 and "--resume" in stopped.output
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 2
@@ -231,9 +225,7 @@ def test_every_setting_is_in_the_run_template_and_the_config_sheet(one_epoch):
 def test_a_run_with_a_weight_average_resumes_exactly(mnist_dir, tmp_path, monkeypatch):
     common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--ema", 0.9]
     assert run(*common, "--name", "whole").exit_code == 0
-    real = loop.train_epoch
-    monkeypatch.setattr("trainer.run.train_epoch",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()) if a[7] == 3 else real(*a, **k))
+    stop_at_epoch(monkeypatch, 3)
     assert run(*common, "--name", "cut").exit_code == 130
     monkeypatch.undo()
     assert run("--resume", tmp_path / "cut").exit_code == 0

@@ -1,0 +1,15 @@
+"""Stopping a training run at a chosen epoch, as Ctrl-C would, by injection rather than a timer."""
+
+from trainer import loop
+
+
+def stop_at_epoch(monkeypatch, epoch: int) -> None:
+    """Make ``trainer.run`` raise KeyboardInterrupt when epoch ``epoch`` starts (undo with monkeypatch.undo)."""
+    real = loop.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        if args[7] == epoch:  # train_epoch's eighth argument is the epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("trainer.run.train_epoch", train_epoch)
