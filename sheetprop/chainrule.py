@@ -52,6 +52,20 @@ class Expansion:
         return text if len(text) <= self.budget else None
 
 
+    def written_out(self, q: Grad | SampleGrad) -> str:
+        """∂E/∂p expanded down to the loss, or its one-step formula with a note where that passes the budget."""
+        full = self.gradient(q)
+        if full is not None:
+            return full
+        s = q.s if isinstance(q, SampleGrad) else 0
+        delta = Delta(q.param.l, q.param.j, s).label(self.net)
+        return (f"{q.formula(self.net, self.net.label, TEXT)}   (written out in full this passes Excel's "
+                f"{MAX_TEXT_CHARS:,} characters per cell; {delta} is in the backward pass above)")
+
+    def steps(self, q: Grad | SampleGrad) -> str:
+        return steps(self.net, q)
+
+
 def steps(net: Network, q: Grad | SampleGrad) -> str:
     """The chain rule for ∂E/∂p, named step by step (∂E_total/∂a_h1 · ∂a_h1/∂h1 · ∂h1/∂w1)."""
     p = q.param

@@ -132,7 +132,8 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
             ws.write_row(row, data_col + 1, [sx, sy])
             ws.write_row(row + 1, data_col + 1, [x, y])
             row += 3
-        series.append({"categories": _range(first, row - 2, data_col + 1), "values": _range(first, row - 2, data_col + 2),
+        series.append({"categories": _range(first, row - 2, data_col + 1),
+                       "values": _range(first, row - 2, data_col + 2),
                        "line": {"color": "#A6A6A6", "width": 1.25}, "marker": {"type": "none"}})
     units = []
     for p in diagram.points:
@@ -144,8 +145,8 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
         if is_unit:
             units.append(row)
         if diagram.labelled:
-            series.append({"name": f"={quote_sheetname(NETWORK_SHEET)}!{xl_rowcol_to_cell(row, data_col + 3, True, True)}",
-                           "categories": _range(row, row, data_col + 1), "values": _range(row, row, data_col + 2),
+            name = f"={quote_sheetname(NETWORK_SHEET)}!{xl_rowcol_to_cell(row, data_col + 3, True, True)}"
+            series.append({"name": name, "categories": _range(row, row, data_col + 1), "values": _range(row, row, data_col + 2),
                            "marker": _UNIT if is_unit else {"type": "none"},
                            "data_labels": {"series_name": True, "position": p.position,
                                            "font": {"size": 9 if is_unit else 8, "bold": is_unit}}})

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 
-from sheetprop.formulas import EXCEL, Style, fill
+from sheetprop.formulas import EXCEL, TEXT, Style, fill
 from sheetprop.naming import sample_mark
 from sheetprop.update import RULE
 
 if TYPE_CHECKING:
+    from sheetprop.chainrule import Expansion
     from sheetprop.network import Network
     from sheetprop.reference import Trace
 
@@ -43,6 +44,10 @@ class Quantity:
 
     def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
         raise TypeError(f"{self!r} is an input, not a computed quantity")
+
+    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+        """(name, chain rule or None, right-hand side) of this quantity's line on the Equations sheet."""
+        return self.label(net), None, self.formula(net, net.label, TEXT)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -193,6 +198,11 @@ class A(Quantity):
             parts.update(max=ref(LayerMax(self.l, self.s)), sum_exp=ref(LayerSumExp(self.l, self.s)))
         return fill(style.pick(act.excel, act.text), **parts)
 
+    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+        name, _, text = super().equation(net, chain)
+        applied = f"{net.activation_of(self.l).symbol}({Z(self.l, self.j, self.s).label(net)})"
+        return name, None, applied if text == applied else f"{applied} = {text}"
+
 
 # -- loss -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -277,6 +287,11 @@ class Delta(Quantity):
         back = [style.product(ref(Delta(l + 1, m, s)), ref(Param(l + 1, m, j))) for m in range(net.size(l + 1))]
         return style.product(style.grouped_sum(back), local)
 
+    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+        loss = SampleLoss(self.s).label(net) if net.samples > 1 else "E_total"
+        chain_rule = f"= ∂{loss}/∂{Z(self.l, self.j, self.s).label(net)}"
+        return self.label(net), chain_rule, self.formula(net, net.label, TEXT)
+
 
 @dataclass(frozen=True)
 class SampleGrad(Quantity):
@@ -296,6 +311,9 @@ class SampleGrad(Quantity):
         src = net.source(p, self.s)
         return style.product(ref(Delta(p.l, p.j, self.s)), "1" if src is None else ref(src))
 
+    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+        return self.label(net), "= " + chain.steps(self), chain.written_out(self)
+
 
 @dataclass(frozen=True)
 class Grad(Quantity):
@@ -312,3 +330,9 @@ class Grad(Quantity):
     def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
         terms = [SampleGrad(self.param, s).formula(net, ref, style) for s in range(net.samples)]
         return style.reduce(terms, net.reduction)
+
+    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+        name = f"∂E_total/∂{self.param.label(net)}"
+        if net.samples > 1:  # the mean (sum) of the samples' gradients, each written out above
+            return name, None, self.formula(net, net.label, TEXT)
+        return name, "= " + chain.steps(self), chain.written_out(self)

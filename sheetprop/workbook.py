@@ -18,7 +18,7 @@ from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import diagram, limits, template
 from sheetprop.book import Book, check_target
-from sheetprop.chainrule import Expansion, steps
+from sheetprop.chainrule import Expansion
 from sheetprop.formulas import TEXT
 from sheetprop.layout import (
     COMPARE_SHEET,
@@ -32,8 +32,7 @@ from sheetprop.layout import (
     training_sheet_name,
 )
 from sheetprop.network import Network
-from sheetprop.quantities import A, Delta, Grad, Input, LossTerm, Param, Quantity, SampleGrad, SampleLoss, Target, \
-    Total, Z
+from sheetprop.quantities import Grad, Input, LossTerm, Param, Quantity, Target, Total, Z
 from sheetprop.reference import Trace, chunks
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
 from sheetprop.update import RULE
@@ -121,23 +120,7 @@ class Plan:
         lines = []
         for _, qs in eq.sections:
             for q in qs:
-                name, chain, text = q.label(net), None, q.formula(net, net.label, TEXT)
-                if isinstance(q, A):
-                    applied = f"{net.activation_of(q.l).symbol}({Z(q.l, q.j, q.s).label(net)})"
-                    text = applied if text == applied else f"{applied} = {text}"
-                elif isinstance(q, Delta):
-                    loss = SampleLoss(q.s).label(net) if net.samples > 1 else "E_total"
-                    chain = f"= ∂{loss}/∂{Z(q.l, q.j, q.s).label(net)}"
-                elif isinstance(q, SampleGrad) or (isinstance(q, Grad) and net.samples == 1):
-                    s = q.s if isinstance(q, SampleGrad) else 0
-                    name = q.label(net) if isinstance(q, SampleGrad) else f"∂E_total/∂{q.param.label(net)}"
-                    chain = "= " + steps(net, q)
-                    full = expansion.gradient(q)
-                    text = full if full is not None else (
-                        f"{text}   (written out in full this passes Excel's {limits.MAX_TEXT_CHARS:,} characters "
-                        f"per cell; {Delta(q.param.l, q.param.j, s).label(net)} is in the backward pass above)")
-                elif isinstance(q, Grad):
-                    name = f"∂E_total/∂{q.param.label(net)}"
+                name, chain, text = q.equation(net, expansion)
                 lines.append(EquationLine(q, name, chain, "= " + text, "=" + q.formula(net, eq.ref)))
         return lines
 
