@@ -165,7 +165,8 @@ def _echo_first(found: list[tuple], kind: str, line: str, shown: int = 10) -> No
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, show_default=True,
-              help="Largest relative difference accepted (values below 1e-4 are compared on a 1e-4 scale).")
+              help="Largest relative difference accepted beyond rounding (values below 1e-6 are compared on a "
+                   "1e-6 scale).")
 def verify(file: Path, tolerance: float) -> None:
     """Recalculate FILE in LibreOffice and judge every training row against the Python reference.
 
@@ -186,15 +187,18 @@ def verify(file: Path, tolerance: float) -> None:
                f"step of the reference from that row's parameters")
     if report.worst:
         sheet, cell, want, got = report.worst
-        click.echo(f"largest relative difference {report.max_difference:.3g} at {sheet}!{cell} "
+        click.echo(f"largest relative difference beyond rounding {report.max_difference:.3g} at {sheet}!{cell} "
                    f"(reference {want:.17g}, workbook {got:.17g})")
+    elif report.cells:
+        click.echo("no difference beyond rounding")
     for d in report.diverged:
         click.echo(f"{d}: its values overflow from there on, and so do the reference's at the same parameters "
                    f"(the learning rate is too large; the formulas are right)")
     for sheet, total in report.beyond.items():
         found = [m for m in report.mismatches if m.sheet == sheet]
         first = [m for m in found if m.iteration == found[0].iteration]
-        click.echo(f"{sheet}: {total:,} cells beyond {tolerance:g}, the first at iteration {first[0].iteration}:")
+        click.echo(f"{sheet}: {wording.plural(total, 'cell')} beyond {tolerance:g}, the first at iteration "
+                   f"{first[0].iteration}:")
         _echo_first([(m.cell, m.quantity, m.reference, m.workbook, m.difference) for m in first],
                     "cells of that iteration", "  {0} ({1}): reference {2:.17g}, workbook {3:.17g}, relative "
                     "difference {4:.3g}", shown=5)

@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 import openpyxl
 
+from sheetprop.readback import SavedBook
 from sheetprop.verification import relative_difference, scan_errors
 
 NS = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
@@ -84,7 +85,7 @@ def assert_recalculation_matches_cache(book, recalculated, floor: float = 0.0) -
                 else:
                     assert relative_difference(got, want, floor) <= 1e-9, (ws.title, c.coordinate, want, got)
                 checked += 1
-    assert scan_errors(fresh) == []
+    assert scan_errors(SavedBook(recalculated)) == []
     return checked
 
 
