@@ -10,7 +10,7 @@ from sheetprop.diagram import Diagram
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
 from sheetprop.quantities import Input, Param, Target, Z
 from sheetprop.workbook import Plan, build
-from tests.xlsx import chart_sheets, charts
+from tests.xlsx import chart_sheets, charts, with_inputs
 
 DATA_COL = 20  # where the Network sheet keeps what the diagram reads (column U)
 
@@ -61,13 +61,8 @@ def test_picking_an_iteration_and_a_training_sheet_shows_that_row(soffice, name,
     net = template.load(name)
     out = tmp_path / f"{name}.xlsx"
     build(net, [0.5, 1.0], 60, out)
-    wb = openpyxl.load_workbook(out)
     edits = {DIAGRAM_ITERATION: 37, DIAGRAM_SHEET: 2, "lr_2": 1.5}  # and η edited: the picture follows it
-    for defined, value in edits.items():
-        sheet, ref = next(iter(wb.defined_names[defined].destinations))
-        wb[sheet][ref.replace("$", "")] = value
-    edited = tmp_path / "edited.xlsx"
-    wb.save(edited)
+    edited = with_inputs(out, edits, tmp_path / "edited.xlsx")
     fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
     trace = reference.train(net, [0.5, 1.5], 60)
     diagram = Diagram(tuple(Plan(net, (0.5, 1.5), 60).training))

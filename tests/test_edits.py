@@ -15,20 +15,9 @@ from sheetprop.layout import COMPARE_SHEET, TrainingLayout, training_sheet_name
 from sheetprop.quantities import Target, Total
 from sheetprop.workbook import build
 from tests.torch_oracle import torch_gradients
-from tests.xlsx import charts
+from tests.xlsx import chart_sheets, charts, with_inputs
 
 pytestmark = pytest.mark.libreoffice
-
-
-def edited(book, edits: dict[str, float], tmp_path):
-    """The workbook with defined-name inputs set (openpyxl), saved beside it."""
-    wb = openpyxl.load_workbook(book)
-    for name, value in edits.items():
-        sheet, ref = next(iter(wb.defined_names[name].destinations))
-        wb[sheet][ref.replace("$", "")] = value
-    out = tmp_path / "edited.xlsx"
-    wb.save(out)
-    return out
 
 
 def test_editing_a_learning_rate_changes_every_label_that_shows_it(soffice, classic, tmp_path):
@@ -37,14 +26,15 @@ def test_editing_a_learning_rate_changes_every_label_that_shows_it(soffice, clas
     # no label holds a copy of η: tabs are numbered, and the charts name their curves by reference
     assert [n for n in openpyxl.load_workbook(book, read_only=True).sheetnames if "0.1" in n or "0.5" in n] == []
     found = charts(book)
-    names = [s["name"] for c in found for s in c["series"]]
+    on_compare = set(chart_sheets(book)[COMPARE_SHEET])
+    names = [s["name"] for c in found if c["part"] in on_compare for s in c["series"]]
     assert names and all(n in (f"{COMPARE_SHEET}!$A$6", f"{COMPARE_SHEET}!$A$7") for n in names), names
     with zipfile.ZipFile(book) as z:
         chart_xml = "".join(z.read(c["part"]).decode() for c in found)
-    assert "η =" not in chart_xml
+    assert "η =" not in chart_xml  # in no chart, the Network sheet's diagram included
 
-    fresh = openpyxl.load_workbook(recalc.recalculate(edited(book, {"lr_1": 0.3}, tmp_path), tmp_path / "out"),
-                                   data_only=True)
+    edited = with_inputs(book, {"lr_1": 0.3}, tmp_path / "edited.xlsx")
+    fresh = openpyxl.load_workbook(recalc.recalculate(edited, tmp_path / "out"), data_only=True)
     shown = []  # every cell that shows η: as a label through its number format, or in its text
     for ws in fresh.worksheets:
         for row in ws.iter_rows():
@@ -74,7 +64,7 @@ def test_an_edited_cross_entropy_target_keeps_gradient_descent_right(soffice, ss
     book = tmp_path / "deep.xlsx"
     build(net, [lr], iterations, book)
     zero = next(j for j in range(net.size(net.depth)) if net.targets[0, j] == 0)
-    edit = edited(book, {Target(zero, 0).defined_name(net): 0.5}, tmp_path)  # sample 1's targets now sum to 1.5
+    edit = with_inputs(book, {Target(zero, 0).defined_name(net): 0.5}, tmp_path / "edited.xlsx")  # sample 1's targets now sum to 1.5
 
     # the oracle: torch autograd on −Σ t·log softmax(z) with the edited target, at each row's own parameters
     # (one step at a time, so that rounding amplified over the iterations is not mistaken for an error)

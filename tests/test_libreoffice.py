@@ -11,7 +11,7 @@ from sheetprop.quantities import Param
 from sheetprop.readback import SavedBook
 from sheetprop.verification import compare, read_setup, scan_errors
 from sheetprop.workbook import build
-from tests.xlsx import assert_gnumeric_matches_cache, assert_recalculation_matches_cache
+from tests.xlsx import assert_gnumeric_matches_cache, assert_recalculation_matches_cache, with_inputs
 
 pytestmark = pytest.mark.libreoffice
 
@@ -49,12 +49,7 @@ def test_every_template_has_no_error_cells_at_a_huge_learning_rate(soffice, name
 
 def edit_and_recalculate(book, edits: dict[str, float], tmp_path):
     """Set defined-name inputs with openpyxl, recalculate in LibreOffice; (values, setup as read back)."""
-    wb = openpyxl.load_workbook(book)
-    for name, value in edits.items():
-        sheet, ref = next(iter(wb.defined_names[name].destinations))
-        wb[sheet][ref.replace("$", "")] = value
-    edited = tmp_path / "edited.xlsx"
-    wb.save(edited)
+    edited = with_inputs(book, edits, tmp_path / "edited.xlsx")
     fresh = SavedBook(recalc.recalculate(edited, tmp_path / "out"))
     return fresh, read_setup(SavedBook(edited), fresh, str(edited))
 

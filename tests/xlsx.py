@@ -115,3 +115,14 @@ def assert_gnumeric_matches_cache(book, ssconvert: str, out_dir: Path, floor: fl
                     assert got == (want or ""), (ws.title, c.coordinate, want, got)
                 checked += 1
     return checked
+
+
+def with_inputs(book: Path, edits: dict, out: Path) -> Path:
+    """A copy of ``book`` at ``out`` with defined-name inputs set, as a person would type them (through
+    openpyxl, which keeps every cell but not the charts)."""
+    wb = openpyxl.load_workbook(book)
+    for name, value in edits.items():
+        sheet, ref = next(iter(wb.defined_names[name].destinations))
+        wb[sheet][ref.replace("$", "")] = value
+    wb.save(out)
+    return out
