@@ -30,9 +30,9 @@ def test_every_template_recalculates_to_its_cached_values_in_libreoffice_and_gnu
                                                                                       tmp_path):
     net = template.load(name)
     book = tmp_path / f"{name}.xlsx"
-    build(net, list(net.learning_rates[:2]), 25, book)
+    build(net, list(net.learning_rates[:2]), 12, book)
     cells = assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"))
-    assert cells > 2 * 26 * len(TrainingLayout(net, 25).columns)
+    assert cells > 2 * 13 * len(TrainingLayout(net, 12).columns)
     assert assert_gnumeric_matches_cache(book, ssconvert, tmp_path / "gnumeric") == cells
 
 

@@ -83,7 +83,7 @@ def test_every_formula_of_a_random_network_fits_excel(tmp_path_factory, net):
 
 
 @pytest.mark.libreoffice
-@examples(8, shrink=False)  # each example is a LibreOffice run
+@examples(6, shrink=False)  # each example is a LibreOffice and a Gnumeric run
 @given(networks())
 def test_libreoffice_and_gnumeric_recompute_every_cached_value_of_a_random_network(soffice, ssconvert,
                                                                                   tmp_path_factory, net):
