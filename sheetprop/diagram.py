@@ -4,8 +4,9 @@ Units are markers, connections line segments (one series per layer of connection
 rows), and every label is a series name that refers to a cell holding a live number shown through a
 number format ("h1 = 0.593"), so an edit shows in the picture after recalculation. The cells read the
 row a student picks: iteration k of training sheet s (two validated inputs), through INDEX and CHOOSE.
-Beyond :data:`MAX_LABELLED` units in a layer (or Excel's 255 series per chart) the diagram is drawn
-compact: units and connections without labels, the values still in the data block.
+Weights are labelled on their lines up to :data:`MAX_WEIGHT_LABELLED` units per layer (beyond, their
+labels would overlap); beyond :data:`MAX_LABELLED` units in a layer (or Excel's 255 series per chart)
+the diagram is drawn compact: units and connections without labels, the values still in the data block.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from xlsxwriter.utility import quote_sheetname, xl_range_abs, xl_rowcol_to_cell
 
 from sheetprop.book import Book
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET, TrainingLayout, lr_name
-from sheetprop.quantities import A, Delta, Input, Quantity, Target, Total, Z
+from sheetprop.quantities import A, Delta, Input, Param, Quantity, Target, Total
 from sheetprop.reference import Trace
 
-MAX_LABELLED = 12  # units per layer up to which every unit and connection is labelled
+MAX_LABELLED = 12  # units per layer up to which every unit is labelled
+MAX_WEIGHT_LABELLED = 3  # ... and up to which every connection carries its weight's label too
 MAX_SERIES = 255  # Excel's limit per chart
 _ALONG = 0.72  # where on a connection its weight's label sits (0: the source, 1: the unit it feeds)
 
@@ -52,10 +54,21 @@ class Diagram:
         return float(l), (self.network.size(l) - 1) / 2 - j
 
     @cached_property
+    def weights_labelled(self) -> bool:
+        net = self.network
+        return max(net.size(l) for l in range(net.depth + 1)) <= MAX_WEIGHT_LABELLED
+
+    def shows(self, p: Point) -> bool:
+        """Whether the chart labels this point (every point has its row in the data block)."""
+        return self.labelled and (self.weights_labelled or not isinstance(p.quantity, Param) or p.quantity.k is None)
+
+    @cached_property
     def labelled(self) -> bool:
         net = self.network
         widest = max(net.size(l) for l in range(net.depth + 1))
-        return widest <= MAX_LABELLED and len(self.points) + net.depth <= MAX_SERIES
+        weights = 0 if self.weights_labelled else sum(isinstance(p.quantity, Param) and p.quantity.k is not None
+                                                      for p in self.points)
+        return widest <= MAX_LABELLED and len(self.points) - weights + net.depth <= MAX_SERIES
 
     @cached_property
     def points(self) -> tuple[Point, ...]:
@@ -67,11 +80,11 @@ class Diagram:
         for l in range(1, net.depth + 1):
             for j in range(net.size(l)):
                 x, y = self.xy(l, j)
-                out.append(Point(f"{Z(l, j).label(net)} = ", x, y, A(l, j)))
+                out.append(Point(f"{A(l, j).label(net)} = ", x, y, A(l, j)))
                 out.append(Point("δ = ", x, y, Delta(l, j), "0.00E+00", "below"))
                 for p in net.incoming(l, j):
                     if p.k is None:
-                        out.append(Point(f"{p.label(net)} = ", x, y, p, position="left"))
+                        out.append(Point(f"{p.label(net)} = ", x, y, p, position="right"))
                     else:
                         sx, sy = self.xy(l - 1, p.k)
                         out.append(Point(f"{p.label(net)} = ", sx + _ALONG * (x - sx), sy + _ALONG * (y - sy), p,
@@ -144,10 +157,10 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
         is_unit = isinstance(p.quantity, (Input, A))
         if is_unit:
             units.append(row)
-        if diagram.labelled:
+        if diagram.shows(p):
             name = f"={quote_sheetname(NETWORK_SHEET)}!{xl_rowcol_to_cell(row, data_col + 3, True, True)}"
-            series.append({"name": name, "categories": _range(row, row, data_col + 1), "values": _range(row, row, data_col + 2),
-                           "marker": _UNIT if is_unit else {"type": "none"},
+            series.append({"name": name, "categories": _range(row, row, data_col + 1),
+                           "values": _range(row, row, data_col + 2), "marker": _UNIT if is_unit else {"type": "none"},
                            "data_labels": {"series_name": True, "position": p.position,
                                            "font": {"size": 9 if is_unit else 8, "bold": is_unit}}})
         row += 1

@@ -6,9 +6,9 @@ import openpyxl
 import pytest
 
 from sheetprop import recalc, reference, template
-from sheetprop.diagram import Diagram
+from sheetprop.diagram import MAX_WEIGHT_LABELLED, Diagram
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
-from sheetprop.quantities import Input, Param, Target, Z
+from sheetprop.quantities import A, Input, Param, Target
 from sheetprop.workbook import Plan, build
 from tests.xlsx import chart_sheets, charts, with_inputs
 
@@ -46,11 +46,14 @@ def test_every_label_of_the_diagram_is_a_cell_that_reads_the_picked_row(name, tm
     chart = next(c for c in charts(out) if c["part"] == network_chart)
     names = [s["name"] for s in chart["series"] if s["name"]]
     if diagram.labelled:
-        assert names == [f"{NETWORK_SHEET}!${c.column_letter}${c.row}" for _, c in cells]
+        assert names == [f"{NETWORK_SHEET}!${c.column_letter}${c.row}" for p, c in cells if diagram.shows(p)]
         labels = {p.text for p, _ in cells}
-        assert {f"{p.label(net)} = " for p in net.params} <= labels and "E_total = " in labels
+        widest = max(net.size(l) for l in range(net.depth + 1))
+        shown_params = {p for p in net.params if p.k is None or widest <= MAX_WEIGHT_LABELLED}
+        labelled = {p.text for p, _ in cells if diagram.shows(p)}
+        assert {f"{p.label(net)} = " for p in shown_params} <= labelled and "E_total = " in labelled
         units = {f"{Input(k).label(net)} = " for k in range(net.size(0))}
-        units |= {f"{Z(l, j).label(net)} = " for l in range(1, net.depth + 1) for j in range(net.size(l))}
+        units |= {f"{A(l, j).label(net)} = " for l in range(1, net.depth + 1) for j in range(net.size(l))}
         assert units | {f"{Target(j).label(net)} = " for j in range(net.size(net.depth))} <= labels
     assert len(chart["series"]) <= 255
 
