@@ -46,29 +46,38 @@ def _profile_dir() -> Path:
 
 def recalculate(src: str | os.PathLike, out_dir: str | os.PathLike, timeout: float = 600) -> Path:
     """Open ``src`` in LibreOffice, recalculate everything, and save the result as .xlsx in ``out_dir``."""
+    return recalculate_all([src], out_dir, timeout)[0]
+
+
+def recalculate_all(sources: list[str | os.PathLike], out_dir: str | os.PathLike, timeout: float = 600) -> list[Path]:
+    """:func:`recalculate` for several files (of different names) in one start of LibreOffice."""
     soffice = find_soffice()
     if soffice is None:
         raise RecalcError("LibreOffice is not installed (Debian: apt-get install libreoffice-calc-nogui)")
-    src, out_dir = Path(src).resolve(), Path(out_dir)
+    sources, out_dir = [Path(src).resolve() for src in sources], Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if out_dir.resolve() == src.parent:
+    if any(out_dir.resolve() == src.parent for src in sources):
         raise RecalcError("the output folder must differ from the source file's folder")
+    if len({src.stem for src in sources}) != len(sources):
+        raise RecalcError("files recalculated together need different names")
     cmd = [
         soffice,
         f"-env:UserInstallation={_profile_dir().as_uri()}",
         "--headless", "--norestore", "--nolockcheck",
         "--convert-to", "xlsx:Calc MS Excel 2007 XML",
-        "--outdir", str(out_dir), str(src),
+        "--outdir", str(out_dir), *map(str, sources),
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise RecalcError(f"LibreOffice did not finish within {timeout:.0f} s") from None
-    result = out_dir / (src.stem + ".xlsx")
-    if proc.returncode != 0 or not result.exists():
+    results = [out_dir / (src.stem + ".xlsx") for src in sources]
+    missing = [src for src, result in zip(sources, results) if not result.exists()]
+    if proc.returncode != 0 or missing:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise RecalcError(f"LibreOffice could not convert {src.name}: {detail[-1] if detail else 'no output'}")
-    return result
+        what = missing[0].name if missing else sources[0].name
+        raise RecalcError(f"LibreOffice could not convert {what}: {detail[-1] if detail else 'no output'}")
+    return results
 
 
 def recalculated_copy(src: str | os.PathLike) -> tuple[Path, tempfile.TemporaryDirectory]:

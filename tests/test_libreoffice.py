@@ -25,23 +25,41 @@ def test_every_formula_cell_recalculates_to_its_cached_value(classic_book, recal
     assert assert_recalculation_matches_cache(classic_book, recalculated) > 6 * 101 * 31
 
 
+def built_and_recalculated(folder, learning_rates, iterations) -> dict:
+    """Every shipped template built (``learning_rates``: a function of the network), then recalculated by one
+    start of LibreOffice: name → (network, workbook, recalculated workbook)."""
+    books = {}
+    for name in template.shipped():
+        net = template.load(name)
+        books[name] = (net, folder / f"{name}.xlsx")
+        build(net, learning_rates(net), iterations, books[name][1])
+    fresh = recalc.recalculate_all([book for _, book in books.values()], folder / "out")
+    return {name: (net, book, result) for (name, (net, book)), result in zip(books.items(), fresh)}
+
+
+@pytest.fixture(scope="module")
+def every_template(soffice, tmp_path_factory):
+    return built_and_recalculated(tmp_path_factory.mktemp("templates"), lambda net: list(net.learning_rates[:2]), 12)
+
+
+@pytest.fixture(scope="module")
+def every_template_at_a_huge_learning_rate(soffice, tmp_path_factory):
+    return built_and_recalculated(tmp_path_factory.mktemp("huge"), lambda net: [1000.0], 200)
+
+
 @pytest.mark.parametrize("name", list(template.shipped()))
-def test_every_template_recalculates_to_its_cached_values_in_libreoffice_and_gnumeric(soffice, ssconvert, name,
+def test_every_template_recalculates_to_its_cached_values_in_libreoffice_and_gnumeric(every_template, ssconvert, name,
                                                                                       tmp_path):
-    net = template.load(name)
-    book = tmp_path / f"{name}.xlsx"
-    build(net, list(net.learning_rates[:2]), 12, book)
-    cells = assert_recalculation_matches_cache(book, recalc.recalculate(book, tmp_path / "out"))
+    net, book, recalculated = every_template[name]
+    cells = assert_recalculation_matches_cache(book, recalculated)
     assert cells > 2 * 13 * len(TrainingLayout(net, 12).columns)
     assert assert_gnumeric_matches_cache(book, ssconvert, tmp_path / "gnumeric") == cells
 
 
 @pytest.mark.parametrize("name", [name for name in template.shipped() if name != "classic"])
-def test_every_template_has_no_error_cells_at_a_huge_learning_rate(soffice, name, tmp_path):
-    net = template.load(name)
-    book = tmp_path / f"{name}.xlsx"
-    build(net, [1000.0], 200, book)
-    fresh = SavedBook(recalc.recalculate(book, tmp_path / "out"))
+def test_every_template_has_no_error_cells_at_a_huge_learning_rate(every_template_at_a_huge_learning_rate, name):
+    net, book, recalculated = every_template_at_a_huge_learning_rate[name]
+    fresh = SavedBook(recalculated)
     assert scan_errors(fresh) == []
     setup = read_setup(SavedBook(book), fresh, str(book))
     assert compare(fresh, *setup).max_difference <= 1e-9
