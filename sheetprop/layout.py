@@ -23,6 +23,15 @@ ERROR_TARGET_NAME = "error_target"
 DIAGRAM_ITERATION, DIAGRAM_SHEET = "diagram_iteration", "diagram_sheet"  # what the network diagram shows
 
 
+class Meta:
+    """The hidden sheet from which ``sheetprop verify`` rebuilds a workbook's setup: its rows (0-based)."""
+
+    SHEET = "_sheetprop"
+    ITERATIONS_ROW = 1  # the number of iterations, in column A
+    NETWORK_ROW = 2  # the network as JSON, in chunks from column A on
+    SHEETS_ROW = 3  # the training sheets' names, from column A on
+
+
 def lr_label(lr: float) -> str:
     """The shortest text that reads back as exactly ``lr`` (0.1, 2, 1e-05)."""
     short = f"{lr:g}"

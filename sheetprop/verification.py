@@ -21,7 +21,7 @@ from openpyxl.formula.translate import Translator
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import limits, template
-from sheetprop.layout import TrainingLayout, lr_label, lr_name
+from sheetprop.layout import Meta, TrainingLayout, lr_label, lr_name
 from sheetprop.network import Network
 from sheetprop.quantities import Grad, Input, Target
 from sheetprop.readback import SavedBook, Sheet
@@ -102,9 +102,10 @@ def read_setup(book: SavedBook, values: SavedBook, source: str) -> tuple[Network
     if META_SHEET not in book.sheetnames:
         raise VerifyError(f"{source} was not written by sheetprop (no {META_SHEET} sheet)")
     meta = book.sheet(META_SHEET)
-    iterations = meta.value(1, 0)
-    text = "".join(str(meta.value(2, c)) for c in range(meta.numbers.shape[1]) if meta.value(2, c) is not None)
-    sheets = [str(meta.value(3, c)) for c in range(meta.numbers.shape[1]) if meta.value(3, c) is not None]
+    iterations = meta.value(Meta.ITERATIONS_ROW, 0)
+    columns = range(meta.numbers.shape[1])
+    text = "".join(str(meta.value(Meta.NETWORK_ROW, c)) for c in columns if meta.value(Meta.NETWORK_ROW, c) is not None)
+    sheets = [str(meta.value(Meta.SHEETS_ROW, c)) for c in columns if meta.value(Meta.SHEETS_ROW, c) is not None]
     try:
         data = json.loads(text)
     except ValueError:

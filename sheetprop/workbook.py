@@ -26,6 +26,7 @@ from sheetprop.layout import (
     ERROR_TARGET_NAME,
     NETWORK_SHEET,
     CompareLayout,
+    Meta,
     EquationsLayout,
     TrainingLayout,
     lr_name,
@@ -37,7 +38,7 @@ from sheetprop.reference import Trace, chunks
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
 from sheetprop.update import RULE
 
-META_SHEET = "_sheetprop"
+META_SHEET = Meta.SHEET
 DEFAULT_ERROR_TARGET = 0.01
 _CHUNK = 30_000  # characters per cell of the description (Excel holds 32,767)
 
@@ -172,12 +173,12 @@ def _meta_sheet(book: Book, plan: Plan) -> None:
     """A hidden sheet from which ``sheetprop verify`` rebuilds the network (see :mod:`sheetprop.verification`)."""
     ws = book.add_sheet(META_SHEET)
     ws.write(0, 0, "Read by `sheetprop verify`: iterations; the network as JSON (over row 3); the training sheets.")
-    ws.write_number(1, 0, plan.iterations)
+    ws.write_number(Meta.ITERATIONS_ROW, 0, plan.iterations)
     text = template.to_json(plan.network)
     for i in range(0, len(text), _CHUNK):
-        ws.write_string(2, i // _CHUNK, text[i : i + _CHUNK])
+        ws.write_string(Meta.NETWORK_ROW, i // _CHUNK, text[i : i + _CHUNK])
     for i, layout in enumerate(plan.training):
-        ws.write_string(3, i, layout.sheet)
+        ws.write_string(Meta.SHEETS_ROW, i, layout.sheet)
     ws.hide()
 
 
