@@ -72,29 +72,32 @@ class Diagram:
 
     @cached_property
     def points(self) -> tuple[Point, ...]:
-        """Every labelled point: units (activation above, δ below), weights on their connections, biases
-        left of their unit, targets and E_total right of the outputs."""
-        net, out = self.network, []
-        for k in range(net.size(0)):
-            out.append(Point(f"{Input(k).label(net)} = ", *self.xy(0, k), Input(k)))
-        for l in range(1, net.depth + 1):
+        """Every labelled point: the units first, layer by layer (activation above), then each unit's δ
+        (below it), weights on their connections, biases right of their unit, targets and E_total right of
+        the outputs."""
+        net = self.network
+        layers = range(1, net.depth + 1)
+        units = [Point(f"{Input(k).label(net)} = ", *self.xy(0, k), Input(k)) for k in range(net.size(0))]
+        units += [Point(f"{A(l, j).label(net)} = ", *self.xy(l, j), A(l, j))
+                  for l in layers for j in range(net.size(l))]
+        deltas = [Point("δ = ", *self.xy(l, j), Delta(l, j), "0.00E+00", "below") for l in layers
+                  for j in range(net.size(l))]
+        params = []
+        for l in layers:
             for j in range(net.size(l)):
                 x, y = self.xy(l, j)
-                out.append(Point(f"{A(l, j).label(net)} = ", x, y, A(l, j)))
-                out.append(Point("δ = ", x, y, Delta(l, j), "0.00E+00", "below"))
                 for p in net.incoming(l, j):
                     if p.k is None:
-                        out.append(Point(f"{p.label(net)} = ", x, y, p, position="right"))
+                        params.append(Point(f"{p.label(net)} = ", x, y, p, position="right"))
                     else:
                         sx, sy = self.xy(l - 1, p.k)
-                        out.append(Point(f"{p.label(net)} = ", sx + _ALONG * (x - sx), sy + _ALONG * (y - sy), p,
-                                         position="center"))
-        for j in range(net.size(net.depth)):
-            x, y = self.xy(net.depth, j)
-            out.append(Point(f"{Target(j).label(net)} = ", x + 0.45, y, Target(j), position="right"))
+                        params.append(Point(f"{p.label(net)} = ", sx + _ALONG * (x - sx), sy + _ALONG * (y - sy), p,
+                                            position="center"))
+        outputs = [Point(f"{Target(j).label(net)} = ", self.xy(net.depth, j)[0] + 0.45, self.xy(net.depth, j)[1],
+                         Target(j), position="right") for j in range(net.size(net.depth))]
         low = min(self.xy(l, net.size(l) - 1)[1] for l in range(net.depth + 1))
-        out.append(Point("E_total = ", net.depth + 0.45, low - 0.7, Total(), "0.00000", "right"))
-        return tuple(out)
+        outputs.append(Point("E_total = ", net.depth + 0.45, low - 0.7, Total(), "0.00000", "right"))
+        return tuple(units + deltas + params + outputs)
 
     def segments(self, l: int) -> list[tuple[tuple[float, float], tuple[float, float]]]:
         """The connections into layer l, as (source, unit) pairs of points."""
@@ -164,7 +167,7 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
                            "data_labels": {"series_name": True, "position": p.position,
                                            "font": {"size": 9 if is_unit else 8, "bold": is_unit}}})
         row += 1
-    if not diagram.labelled:  # compact: one marker series per layer (the units' rows are in layer order)
+    if not diagram.labelled:  # compact: one marker series per layer (the units' rows come first, by layer)
         for l in range(net.depth + 1):
             before = sum(net.size(m) for m in range(l))
             rows = units[before : before + net.size(l)]

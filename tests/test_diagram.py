@@ -90,3 +90,22 @@ def test_picking_an_iteration_and_a_training_sheet_shows_that_row(picked, name):
 
 def moved_param(diagram: Diagram) -> Param:
     return next(p.quantity for p in diagram.points if isinstance(p.quantity, Param))
+
+
+def test_a_compact_diagram_draws_each_layer_from_its_own_units(tmp_path):
+    net = template.from_dict({"name": "wider", "loss": "l2", "inputs": ["x1", "x2"], "targets": ["y1", "y2"],
+                              "sample": {"inputs": [0.5, -0.5], "targets": [0.1, 0.9]}, "init": {"seed": 1},
+                              "layers": [{"size": 14, "activation": "tanh"}, {"size": 2, "activation": "sigmoid"}]})
+    out = tmp_path / "wider.xlsx"  # 14 units in a layer: drawn compact
+    build(net, [0.5], 5, out)
+    diagram = Diagram(tuple(Plan(net, (0.5,), 5).training))
+    assert not diagram.labelled
+    cells = shown(openpyxl.load_workbook(out)[NETWORK_SHEET], net, diagram)
+    rows = {id(p): c.row for p, c in cells}
+    [part] = chart_sheets(out)[NETWORK_SHEET]
+    markers = [s for s in next(c for c in charts(out) if c["part"] == part)["series"] if s["marker"] == "circle"]
+    assert len(markers) == net.depth + 1
+    for l, series in enumerate(markers):  # each marker series spans exactly its layer's units, nothing else
+        units = [p for p in diagram.points if isinstance(p.quantity, (Input, A)) and p.x == l]
+        first, last = rows[id(units[0])], rows[id(units[-1])]
+        assert series["y"].endswith(f"${first}:$W${last}") and last - first + 1 == net.size(l)
