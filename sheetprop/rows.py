@@ -29,12 +29,6 @@ class FormulaRowsWorksheet(Worksheet):
 
     _shared = 0  # shared formulas written so far (their index, si, is unique per sheet)
 
-    def write_formula_rows(self, first_row: int, number_col: int, numbers: Sequence[int],
-                           cells: Sequence[tuple[int, str, Format | None]], values: np.ndarray) -> None:
-        """Rows ``first_row``… at once: see :meth:`formula_rows`."""
-        if len(numbers):
-            self.formula_rows(first_row, number_col, len(numbers), cells)(numbers, values)
-
     def formula_rows(self, first_row: int, number_col: int, count: int,
                      cells: Sequence[tuple[int, str, Format | None]]) -> Callable[[Sequence[int], np.ndarray], None]:
         """A writer of ``count`` rows from ``first_row``, called with consecutive blocks of them (so that their

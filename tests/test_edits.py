@@ -1,9 +1,7 @@
 """The workbook stays true when a person edits it: labels follow the inputs they show, and an edited
 target keeps the gradient right. LibreOffice and Gnumeric recalculate; torch autograd is the oracle."""
 
-import csv
 import dataclasses
-import subprocess
 import zipfile
 
 import numpy as np
@@ -15,7 +13,7 @@ from sheetprop.layout import COMPARE_SHEET, TrainingLayout, training_sheet_name
 from sheetprop.quantities import Target, Total
 from sheetprop.workbook import build
 from tests.torch_oracle import torch_gradients
-from tests.xlsx import chart_sheets, charts, with_inputs
+from tests.xlsx import chart_sheets, charts, gnumeric_sheets, with_inputs
 
 pytestmark = pytest.mark.libreoffice
 
@@ -50,14 +48,6 @@ def test_editing_a_learning_rate_changes_every_label_that_shows_it(soffice, clas
     assert fresh[first]["B2"].value == 0.3
 
 
-def gnumeric_rows(book, sheet_index: int, tmp_path) -> list[list[str]]:
-    """One sheet as Gnumeric recalculates it (``ssconvert --recalc``), as rows of text."""
-    subprocess.run(["ssconvert", "--recalc", "-S", str(book), str(tmp_path / "g.csv")], check=True,
-                   capture_output=True)
-    with open(tmp_path / f"g.csv.{sheet_index}", newline="", encoding="utf-8") as f:
-        return list(csv.reader(f))
-
-
 def test_an_edited_cross_entropy_target_keeps_gradient_descent_right(soffice, ssconvert, tmp_path):
     net = template.load("deep")  # softmax + cross-entropy, 4 samples of one-hot targets
     iterations, lr = 60, 0.5
@@ -76,7 +66,7 @@ def test_an_edited_cross_entropy_target_keeps_gradient_descent_right(soffice, ss
     total_col = layout.col(Total())
     sheet_index = openpyxl.load_workbook(edit, read_only=True).sheetnames.index(layout.sheet)
     libre = openpyxl.load_workbook(recalc.recalculate(edit, tmp_path / "out"), data_only=True)[layout.sheet]
-    gnumeric = gnumeric_rows(edit, sheet_index, tmp_path)
+    gnumeric = gnumeric_sheets(edit, ssconvert, tmp_path / "gnumeric")[sheet_index]
     for engine, value in (("LibreOffice", lambda r, c: libre.cell(r + 1, c + 1).value),
                           ("Gnumeric", lambda r, c: float(gnumeric[r][c]))):
         for k in range(iterations + 1):

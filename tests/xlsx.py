@@ -92,15 +92,12 @@ def assert_recalculation_matches_cache(book, recalculated, floor: float = 0.0) -
 def assert_gnumeric_matches_cache(book, ssconvert: str, out_dir: Path, floor: float = 0.0) -> int:
     """Every formula cell of every sheet recalculated by Gnumeric (`ssconvert --recalc`, a CSV per sheet)
     equals its cached value; no error values anywhere."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([ssconvert, "--recalc", "-S", str(book), str(out_dir / "sheet.csv")], check=True,
-                   capture_output=True)
+    sheets = gnumeric_sheets(book, ssconvert, out_dir)
     formulas_wb = openpyxl.load_workbook(book)
     cached = openpyxl.load_workbook(book, data_only=True)
     checked = 0
     for i, ws in enumerate(formulas_wb.worksheets):
-        with open(out_dir / f"sheet.csv.{i}", newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        rows = sheets[i]
         errors = [(ws.title, r, c, v) for r, row in enumerate(rows) for c, v in enumerate(row) if v.startswith("#")]
         assert not errors, errors[:5]
         for row in ws.iter_rows():
@@ -126,3 +123,15 @@ def with_inputs(book: Path, edits: dict, out: Path) -> Path:
         wb[sheet][ref.replace("$", "")] = value
     wb.save(out)
     return out
+
+
+def gnumeric_sheets(book: Path, ssconvert: str, out_dir: Path) -> list[list[list[str]]]:
+    """Every sheet as Gnumeric recalculates it (`ssconvert --recalc`, a CSV per sheet), as rows of text."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([ssconvert, "--recalc", "-S", str(book), str(out_dir / "sheet.csv")], check=True,
+                   capture_output=True)
+    sheets = []
+    for i in range(len(openpyxl.load_workbook(book, read_only=True).sheetnames)):
+        with open(out_dir / f"sheet.csv.{i}", newline="", encoding="utf-8") as f:
+            sheets.append(list(csv.reader(f)))
+    return sheets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -142,8 +143,6 @@ def check_processes(name: str, nproc: int) -> None:
 
 def _autocasts(device_type: str, dtype: torch.dtype) -> bool:
     """Whether autocast to ``dtype`` works on this kind of device (it warns and does nothing where not)."""
-    import warnings
-
     if not torch.amp.is_autocast_available(device_type):
         return False
     if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
