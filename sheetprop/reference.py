@@ -33,18 +33,23 @@ class Trace:
     loss_terms: np.ndarray  # (…, S, outputs)
     first: int = 0  # the iteration of the first row
 
+    # A diverged run holds inf and NaN: what is computed from them is inf or NaN too, without a warning
+    # (the summary and verify report the run as diverged).
     @cached_property
     def sample_losses(self) -> np.ndarray:
-        return self.loss_terms.sum(axis=-1)
+        with np.errstate(all="ignore"):
+            return self.loss_terms.sum(axis=-1)
 
     @cached_property
     def total(self) -> np.ndarray:
         losses = self.sample_losses
-        return losses.mean(axis=-1) if self.network.reduction == "mean" else losses.sum(axis=-1)
+        with np.errstate(all="ignore"):
+            return losses.mean(axis=-1) if self.network.reduction == "mean" else losses.sum(axis=-1)
 
     def values(self, q: Quantity) -> np.ndarray:
         """The values of one quantity, shape (rates, iterations)."""
-        return q.values(self)
+        with np.errstate(all="ignore"):
+            return q.values(self)
 
     def constant(self, value: float) -> np.ndarray:
         """A value that does not change, in the shape of every other quantity's values."""

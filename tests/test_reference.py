@@ -78,3 +78,13 @@ def test_first_below_reports_first_iteration_or_none(classic):
     trace = reference.train(classic, [0.1, 2.0], 100)
     assert trace.first_below(0.01) == [None, int(np.flatnonzero(trace.total[1] < 0.01)[0])]
     assert trace.total[1, trace.first_below(0.01)[1] - 1] >= 0.01
+
+
+def test_values_of_a_diverged_step_are_inf_or_nan_without_warnings(recwarn):
+    from sheetprop.layout import TrainingLayout
+
+    net = template.load("deep")  # softmax: Σ e^(z − max) of an overflowed layer is NaN
+    step = reference.evaluate(net, np.full((1, len(net.params)), 1e308))  # sums overflow
+    values = [step.values(q) for q in TrainingLayout(net, 1).columns]
+    assert not all(np.isfinite(v).all() for v in values)
+    assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
