@@ -70,6 +70,8 @@ MODELS: dict[str, ModelSpec] = {
                   lambda: Net([(8, 0), (16, 0)], [(12, 0), (12, 0), (16, 0), (16, 1)], dropout=0.05, squeeze=8)),
         ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, dropout, FC",
                   lambda: Net([(10, 0), (16, 0)], [(16, 1), (20, 0), (24, 0)], dropout=0.03)),
+        ModelSpec("wide", "conv 8-16, pool, conv 16(pad)-20-24-28, GAP, dropout, FC (tiny's first stage, wider after)",
+                  lambda: Net([(8, 0), (16, 0)], [(16, 1), (20, 0), (24, 0), (28, 0)], dropout=0.05)),
     )
 }
 
