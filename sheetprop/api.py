@@ -7,16 +7,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from sheetprop import template, wording
-from sheetprop.layout import TrainingLayout, lr_label
+from sheetprop.layout import lr_label, training_layouts
 from sheetprop.limits import LimitError
 from sheetprop.network import Network
-from sheetprop.template import check_names
+from sheetprop.template import check_names, check_optimizers
+from sheetprop.update import OPTIMIZERS
 from sheetprop.workbook import DEFAULT_ERROR_TARGET, Summary
 from sheetprop.workbook import build as write_workbook
 
@@ -55,27 +57,33 @@ class Built:
     path: Path
     network: Network
     iterations: int
-    summary: list[Summary]  # one per learning rate, in the order of the training sheets
+    summary: list[Summary]  # one per training sheet (optimizer and learning rate), in their order
     formula_cells: int  # in the training sheets
 
     @property
     def learning_rates(self) -> list[float]:
-        return [s.lr for s in self.summary]
+        return list(dict.fromkeys(s.lr for s in self.summary))
+
+    @property
+    def optimizers(self) -> list[str]:
+        return list(dict.fromkeys(s.optimizer for s in self.summary))
 
     def table(self) -> str:
         """What ``sheetprop build`` prints: the file, then a line per learning rate."""
-        n = len(self.summary)
-        lines = [f"Wrote {self.path} ({self.network.name}: {wording.plural(n, 'learning rate')} × "
+        n, several = len(self.learning_rates), len(self.optimizers) > 1
+        optimizers = f"{wording.plural(len(self.optimizers), 'optimizer')} × " if several else ""
+        lines = [f"Wrote {self.path} ({self.network.name}: {optimizers}{wording.plural(n, 'learning rate')} × "
                  f"{wording.plural(self.iterations, 'iteration')}, {self.formula_cells:,} formula cells in the "
                  f"training sheets)",
-                 f"{'η':>8}  {'E_total(0)':>12}  {f'E_total({self.iterations})':>14}  "
-                 f"first E_total < {DEFAULT_ERROR_TARGET:g}"]
+                 ("optimizer  " if several else "") + f"{'η':>8}  {'E_total(0)':>12}  "
+                 f"{f'E_total({self.iterations})':>14}  first E_total < {DEFAULT_ERROR_TARGET:g}"]
         for s in self.summary:
             first = "never" if s.first_below is None else str(s.first_below)
             end = f"{s.end:>14.9f}" if s.diverged is None else f"{'diverged':>14}"
             note = "" if s.diverged is None else (
                 f"   (diverged at iteration {s.diverged}: E_total or a weight overflowed)")
-            lines.append(f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {end}  {first:<6}{note}".rstrip())
+            lines.append((f"{s.optimizer:<9}  " if several else "") +
+                         f"{lr_label(s.lr):>8}  {s.start:>12.9f}  {end}  {first:<6}{note}".rstrip())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -83,10 +91,13 @@ class Built:
 
 
 def build(template: str | Path | dict[str, Any] | Network = "classic", learning_rates: Sequence[float] | None = None,
-          iterations: int | None = None, out: str | Path | None = None, force: bool = False) -> Built:
+          iterations: int | None = None, out: str | Path | None = None, force: bool = False,
+          optimizers: str | Sequence[str] | None = None) -> Built:
     """Write the live backpropagation workbook for ``template`` (see :func:`load`) and return its summary.
 
-    ``learning_rates`` and ``iterations`` default to the template's; ``out`` to outputs/backprop.xlsx
+    One training sheet per optimizer (``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adam``, ``adamw``, as
+    torch.optim defines them) and learning rate. ``learning_rates``, ``iterations`` and ``optimizers`` default
+    to the template's; ``out`` to outputs/backprop.xlsx
     (its folder is made); an existing file is replaced only with ``force=True``. Raises
     :class:`~sheetprop.template.TemplateError`, :class:`BuildError`, :class:`~sheetprop.book.OutputError`
     or :class:`~sheetprop.limits.LimitError` (a network too large for Excel); nothing is written then."""
@@ -99,6 +110,12 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     repeated = sorted({lr_label(lr) for lr in lrs if lrs.count(lr) > 1})
     if repeated:
         raise BuildError(f"repeated learning rate {', '.join(repeated)}")
+    if optimizers is not None:
+        try:
+            net = dataclasses.replace(net, optimizers=check_optimizers(optimizers))
+        except ValueError:
+            raise BuildError(f"optimizers must be distinct names from {', '.join(OPTIMIZERS)}, got "
+                             f"{optimizers!r}") from None
     check_names(net, len(lrs))  # a Network built in code has not been checked yet
     iterations = net.iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
@@ -110,7 +127,7 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
         summary = write_workbook(net, lrs, iterations, out, force=force)
     except LimitError as exc:
         raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
-    cells = len(lrs) * (iterations + 1) * len(TrainingLayout(net, iterations).columns)
+    cells = sum((iterations + 1) * len(layout.columns) for layout in training_layouts(net, len(lrs), iterations))
     return Built(Path(out), net, iterations, summary, cells)
 
 

@@ -13,6 +13,7 @@ from sheetprop.layout import TrainingLayout
 from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
 from sheetprop.template import TemplateError
+from sheetprop.update import OPTIMIZERS
 
 
 class Refused(click.ClickException):
@@ -113,6 +114,9 @@ def main() -> None:
 @main.command()
 @click.option("--lr", "learning_rates", cls=ManyValues, type=LearningRate(), metavar="η [η ...]",
               help="Learning rates, one training sheet each (default: the template's).")
+@click.option("--optimizer", "optimizers", cls=ManyValues, type=click.Choice(list(OPTIMIZERS)), metavar="NAME [NAME ...]",
+              help=f"Optimizers as torch.optim defines them ({', '.join(OPTIMIZERS)}): one training sheet per "
+                   "optimizer and learning rate (default: the template's, sgd for classic).")
 @click.option("--iterations", type=click.IntRange(1, TrainingLayout.max_iterations()), default=None,
               help="Gradient-descent steps per learning rate (default: the template's, 100 for classic).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -120,20 +124,23 @@ def main() -> None:
 @click.option("--template", "template_name", default="classic", show_default=True, metavar="NAME|PATH",
               help="A template name from `sheetprop templates` or a path to a .toml file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing workbook.")
-def build(learning_rates: tuple[float, ...], iterations: int | None, out: Path | None, template_name: str,
-          force: bool) -> None:
+def build(learning_rates: tuple[float, ...], optimizers: tuple[str, ...], iterations: int | None, out: Path | None,
+          template_name: str, force: bool) -> None:
     """Write the live backpropagation workbook.
 
     \b
-    Example:
+    Examples:
       sheetprop build --lr 0.1 0.2 0.5 0.8 1 2
+      sheetprop build --lr 0.01 0.1 --optimizer sgd momentum nesterov rmsprop adam adamw
     """
     from sheetprop.api import BuildError, build as build_workbook
 
     try:
-        built = build_workbook(template_name, list(learning_rates) or None, iterations, out, force=force)
+        built = build_workbook(template_name, list(learning_rates) or None, iterations, out, force=force,
+                               optimizers=list(optimizers) or None)
     except BuildError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--lr'" if "learning rate" in str(exc) else None) from None
+        hint = "'--lr'" if "learning rate" in str(exc) else "'--optimizer'" if "optimizer" in str(exc) else None
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     except (TemplateError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
     except LimitError as exc:

@@ -131,7 +131,7 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
             "input_title": label.capitalize(), "input_message": message,
             "error_title": label.capitalize(), "error_message": f"{message}: a whole number."})
         book.define_name(name, NETWORK_SHEET, xl_rowcol_to_cell(r, left + 1, True, True))
-    rate = ",".join(lr_name(s) for s in range(n))
+    rate = ",".join(lr_name(s.lr_slot) for s in diagram.sheets)
     ws.write_formula(top + 2, left + 2, f"=CHOOSE({DIAGRAM_SHEET},{rate})" if n > 1 else f"={rate}",
                      book.labelled("η = ", "General"), float(start.learning_rates[0]))
 

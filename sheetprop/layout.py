@@ -13,13 +13,16 @@ from xlsxwriter.utility import quote_sheetname, xl_col_to_name, xl_range_abs, xl
 
 from sheetprop import limits
 from sheetprop.network import Network
-from sheetprop.quantities import (A, Delta, Grad, Input, LayerMax, LayerSumExp, LearningRate, LossTerm, Param,
-                                  Quantity, SampleGrad, SampleLoss, Target, Total, Z)
+from sheetprop.quantities import (A, Delta, Grad, Input, LayerMax, LayerSumExp, LearningRate, LossTerm,
+                                  Param, Quantity, SampleGrad, SampleLoss, State, Target, Total, Z)
+from sheetprop.update import OPTIMIZERS
 
 NETWORK_SHEET = "Network"
 EQUATIONS_SHEET = "Equations"
 COMPARE_SHEET = "Compare"
+GRADIENT_CHECK_SHEET = "Gradient check"
 ERROR_TARGET_NAME = "error_target"
+GRADIENT_STEP_NAME = "gradient_check_h"  # the step h of the central differences
 DIAGRAM_ITERATION, DIAGRAM_SHEET = "diagram_iteration", "diagram_sheet"  # what the network diagram shows
 
 
@@ -75,17 +78,25 @@ def backward_quantities(net: Network, s: int) -> tuple[Delta, ...]:
 
 
 def training_sheet_name(slot: int) -> str:
-    """The training sheet of learning-rate slot 0, 1, …: numbered, so that its tab never shows a stale η."""
+    """Training sheet 0, 1, … (per optimizer, its learning rates in turn): numbered, so that its tab never
+    shows a stale η."""
     return f"Training {slot + 1}"
+
+
+def state_quantities(net: Network, optimizer: str) -> tuple[State, ...]:
+    """The optimizer's state of every parameter: per kind (b; m, v, m̂, v̂), the parameters in order."""
+    return tuple(State(p, kind, optimizer) for kind in OPTIMIZERS[optimizer].states for p in net.params)
 
 
 @dataclass(frozen=True, eq=False)
 class TrainingLayout:
-    """One training sheet: η at the top, then one row per iteration 0..N."""
+    """One training sheet: η at the top, then one row per iteration 0..N, for one optimizer and learning rate."""
 
     network: Network
     iterations: int
     sheet: str = "lr"
+    optimizer: str = "sgd"
+    lr_slot: int = 0  # which learning-rate input (lr_1, lr_2, …) the sheet trains with
 
     TITLE_ROW = 0
     LR_ROW = 1
@@ -104,16 +115,19 @@ class TrainingLayout:
         """Column groups: parameters; per sample its forward pass, loss and δs; E_total; gradients."""
         net = self.network
         grads = ("Gradients ∂E_total/∂p = δ · source", tuple(Grad(p) for p in net.params))
+        states = state_quantities(net, self.optimizer)
+        state = ((f"{OPTIMIZERS[self.optimizer].title} state after step t = iteration + 1", states),) if states else ()
         backward = "Backward pass: δ = ∂E/∂z"
         if net.samples == 1:
             return (("Parameters", net.params), ("Forward pass", forward_quantities(net, 0)),
-                    ("Loss", loss_quantities(net, 0) + (Total(),)), (backward, backward_quantities(net, 0)), grads)
+                    ("Loss", loss_quantities(net, 0) + (Total(),)), (backward, backward_quantities(net, 0)), grads,
+                    *state)
         out: list[tuple[str, tuple[Quantity, ...]]] = [("Parameters", net.params)]
         for s in range(net.samples):
             out += [(f"Sample {s + 1}: forward pass", forward_quantities(net, s)),
                     (f"Sample {s + 1}: loss", loss_quantities(net, s)),
                     (f"Sample {s + 1}: δ = ∂{SampleLoss(s).label(net)}/∂z", backward_quantities(net, s))]
-        out += [(f"Loss ({net.reduction} over samples)", (Total(),)), grads]
+        out += [(f"Loss ({net.reduction} over samples)", (Total(),)), grads, *state]
         return tuple(out)
 
     @cached_property
@@ -162,17 +176,34 @@ class TrainingLayout:
 
         return ref
 
+    @property
+    def step_number(self) -> str:
+        """The optimizer's step t of a row, as a formula template: its iteration + 1."""
+        return f"(${xl_col_to_name(self.ITERATION_COL)}{{0}}+1)"
+
     @cached_property
     def row_templates(self) -> dict[Quantity, str]:
         """Per column, its formula with ``{0}`` for this row's number and ``{1}`` for the previous row's."""
         net = self.network
         here, previous = self._ref("{0}"), self._ref("{1}")
-        return {q: "=" + (q.update(net, here, previous) if isinstance(q, Param) else q.formula(net, here))
-                for q in self.columns}
 
-    def first_row_formula(self, p: Param) -> str:
-        """Iteration 0 takes each parameter from its initial value on the Network sheet."""
-        return "=" + p.defined_name(self.network)
+        def formula(q: Quantity) -> str:
+            if isinstance(q, Param):
+                return q.update(net, here, previous, self.optimizer)
+            if isinstance(q, State):
+                return q.step(net, here, previous, self.step_number)
+            return q.formula(net, here)
+
+        return {q: "=" + formula(q) for q in self.columns}
+
+    def first_row_formula(self, q: Quantity) -> str | None:
+        """Iteration 0 takes each parameter from its initial value on the Network sheet, and the optimizer's
+        state starts from nothing (its first step); other columns repeat their template (None)."""
+        if isinstance(q, Param):
+            return "=" + q.defined_name(self.network)
+        if isinstance(q, State):
+            return "=" + q.step(self.network, self._ref("{0}"), None, self.step_number)
+        return None
 
     def check(self) -> None:
         """Refuse, before anything is written, a sheet or a formula that Excel cannot hold."""
@@ -181,6 +212,12 @@ class TrainingLayout:
         last = self.row(self.iterations) + 1
         for q, template in self.row_templates.items():
             limits.check_formula(template.format(last, last - 1), f"{q.label(net)} on a training sheet")
+
+
+def training_layouts(net: Network, rates: int, iterations: int) -> list[TrainingLayout]:
+    """The training sheets of a workbook with ``rates`` learning rates: per optimizer, one per learning rate."""
+    return [TrainingLayout(net, iterations, training_sheet_name(o * rates + slot), optimizer, slot)
+            for o, optimizer in enumerate(net.optimizers) for slot in range(rates)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,27 +265,42 @@ class EquationsLayout:
             row += 1
         return out
 
-    @property
-    def update_row(self) -> int:
-        return max(self.rows.values()) + 3
+    @cached_property
+    def updates(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
+        """Per optimizer, its first step (with η = lr_1): every parameter's state, then every parameter after it."""
+        net = self.network
+        return tuple((o, state_quantities(net, o) + net.params) for o in net.optimizers)
+
+    @cached_property
+    def update_rows(self) -> dict[tuple[str, Quantity], int]:
+        """The row of each line of the update sections, by (optimizer, state or parameter)."""
+        out, row = {}, max(self.rows.values()) + 3
+        for optimizer, qs in self.updates:
+            for q in qs:
+                out[(optimizer, q)] = row
+                row += 1
+            row += 2  # a blank row, then the next section's title
+        return out
 
     @property
     def last_row(self) -> int:
-        return self.update_row + len(self.network.params) - 1
+        return max(self.update_rows.values())
 
     def ref(self, q: Quantity) -> str:
         if q.editable or isinstance(q, Param):
             return q.defined_name(self.network)
         if isinstance(q, LearningRate):
             return lr_name(0)
+        if isinstance(q, State):
+            return xl_rowcol_to_cell(self.update_rows[(q.optimizer, q)], self.VALUE_COL)
         return xl_rowcol_to_cell(self.rows[q], self.VALUE_COL)
 
 
 @dataclass(frozen=True)
 class CompareLayout:
-    """The Compare sheet: the summary table, then the charts."""
+    """The Compare sheet: the summary table (a row per training sheet), then the charts."""
 
-    rates: int
+    rates: int  # rows of the table: one per training sheet
 
     TARGET_ROW = 2
     TABLE_HEADER_ROW = 4
@@ -265,3 +317,90 @@ class CompareLayout:
     @property
     def chart_row(self) -> int:
         return self.table_row(self.rates) + 2
+
+
+@dataclass(frozen=True, eq=False)
+class GradientCheckLayout:
+    """The Gradient check sheet: per parameter, the backpropagated gradient at iteration 0 beside the central
+    difference (E(p + h) − E(p − h)) / 2h; below, the forward passes that give E(p ± h), a row each."""
+
+    network: Network
+    gradient_sheet: TrainingLayout  # where the backpropagated gradients of iteration 0 are read
+
+    H_ROW = 2
+    VALUE_COL = 1
+    TABLE_HEADER_ROW = 5
+    MAX_CELLS = 20_000  # beyond this many forward-pass cells the sheet is left out (a table nobody reads whole)
+    TABLE_COLUMNS = ("Parameter", "Backpropagated ∂E/∂p", "E(p + h)", "E(p − h)",
+                     "Central difference (E(p + h) − E(p − h)) / 2h", "Relative difference")
+
+    def table_row(self, i: int) -> int:
+        return self.TABLE_HEADER_ROW + 1 + i
+
+    @property
+    def header_row(self) -> int:
+        """The header of the forward passes (their group row is just above it)."""
+        return self.table_row(len(self.network.params)) + 3
+
+    def pass_row(self, i: int, sign: int) -> int:
+        """The forward pass with parameter i moved by +h (sign 1) or −h (sign −1)."""
+        return self.header_row + 1 + 2 * i + (sign < 0)
+
+    @property
+    def last_row(self) -> int:
+        return self.pass_row(len(self.network.params) - 1, -1)
+
+    @cached_property
+    def groups(self) -> tuple[tuple[str, tuple[Quantity, ...]], ...]:
+        net = self.network
+        out: list[tuple[str, tuple[Quantity, ...]]] = [("Parameters, one moved by ± h", net.params)]
+        for s in range(net.samples):
+            mark = f"Sample {s + 1}: " if net.samples > 1 else ""
+            out += [(f"{mark}forward pass", forward_quantities(net, s)), (f"{mark}loss", loss_quantities(net, s))]
+        return tuple(out + [("E_total", (Total(),))])
+
+    @cached_property
+    def columns(self) -> tuple[Quantity, ...]:
+        return tuple(q for _, qs in self.groups for q in qs)
+
+    @cached_property
+    def _col(self) -> dict[Quantity, int]:
+        return {q: i + 1 for i, q in enumerate(self.columns)}
+
+    def col(self, q: Quantity) -> int:
+        return self._col[q]
+
+    @property
+    def fits(self) -> bool:
+        """Whether the sheet is written: within Excel's grid and :data:`MAX_CELLS` (its formulas are checked
+        by :meth:`check`)."""
+        cells = (self.last_row - self.header_row) * len(self.columns)
+        return (cells <= self.MAX_CELLS and self.last_row < limits.MAX_ROWS
+                and len(self.columns) + 1 <= limits.MAX_COLUMNS)
+
+    def formula(self, q: Quantity, row: int, i: int, sign: int) -> str:
+        """Cell q of the pass that moves parameter i by sign·h: a parameter is its initial value (± h), and
+        the rest is the training sheets' forward pass over this row."""
+        net = self.network
+        if isinstance(q, Param):
+            moved = "" if net.params[i] != q else ("+" if sign > 0 else "-") + GRADIENT_STEP_NAME
+            return f"={q.defined_name(net)}{moved}"
+        letters = {c: xl_col_to_name(n) for c, n in self._col.items()}
+
+        def ref(r: Quantity) -> str:
+            return r.defined_name(net) if r.editable else f"{letters[r]}{row + 1}"
+
+        return "=" + q.formula(net, ref)
+
+    def backpropagated(self, p: Param) -> str:
+        return self.gradient_sheet.qualified(Grad(p), 0)
+
+    def energy(self, i: int, sign: int) -> str:
+        return xl_rowcol_to_cell(self.pass_row(i, sign), self.col(Total()))
+
+    def check(self) -> None:
+        """Refuse a formula Excel cannot hold (only called when the sheet :attr:`fits`)."""
+        net = self.network
+        for q in self.columns:
+            limits.check_formula(self.formula(q, self.last_row, len(net.params) - 1, -1), f"{q.label(net)} on the "
+                                 "Gradient check sheet")

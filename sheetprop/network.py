@@ -7,7 +7,7 @@ for sizes, parameters, names and initial values.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from sheetprop.activations import ACTIVATIONS, LOSSES, Activation, Loss
 from sheetprop.naming import Names
 from sheetprop.quantities import A, Input, Param, Quantity
+from sheetprop.update import HYPERPARAMETERS, hyperparameters_used
 
 REDUCTIONS = ("mean", "sum")
 
@@ -45,6 +46,14 @@ class Network:
     iterations: int
     naming: str = "layered"
     reduction: str = "mean"
+    optimizers: tuple[str, ...] = ("sgd",)  # one training sheet per optimizer and learning rate
+    hyperparameters: dict[str, float] = field(
+        default_factory=lambda: {h.name: h.default for h in HYPERPARAMETERS.values()})
+
+    @property
+    def hyperparameters_used(self) -> tuple[str, ...]:
+        """The hyperparameters its optimizers read: the inputs the Network sheet holds for them."""
+        return hyperparameters_used(self.optimizers)
 
     @property
     def depth(self) -> int:
@@ -116,8 +125,9 @@ class Network:
         inputs: np.ndarray | None = None,
         targets: np.ndarray | None = None,
         initial: dict[Param, float] | None = None,
+        hyperparameters: dict[str, float] | None = None,
     ) -> "Network":
-        """A copy with other sample values or initial parameters (as edited in a workbook)."""
+        """A copy with other sample values, initial parameters or hyperparameters (as edited in a workbook)."""
         weights = [w.copy() for w in self.weights]
         biases = [None if b is None else b.copy() for b in self.biases]
         for p, v in (initial or {}).items():
@@ -131,4 +141,5 @@ class Network:
             targets=self.targets if targets is None else np.asarray(targets, float).reshape(self.targets.shape),
             weights=tuple(weights),
             biases=tuple(biases),
+            hyperparameters={**self.hyperparameters, **(hyperparameters or {})},
         )

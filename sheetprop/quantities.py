@@ -20,7 +20,7 @@ import numpy as np
 
 from sheetprop.formulas import EXCEL, TEXT, Style, fill
 from sheetprop.naming import sample_mark
-from sheetprop.update import RULE
+from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
 
 if TYPE_CHECKING:
     from sheetprop.chainrule import Expansion
@@ -110,9 +110,54 @@ class Param(Quantity):
         """The initial value's name on the Network sheet: w1_init, w2_11_init, b3_2_init."""
         return re.sub(r"[^A-Za-z0-9_]", "", self.label(net).replace(",", "_")) + "_init"
 
-    def update(self, net: Network, ref: Ref, previous: Ref, style: Style = EXCEL) -> str:
-        """The update rule, its right-hand side taken from the previous iteration."""
-        return RULE.formula(previous(self), ref(LearningRate()), previous(Grad(self)), style)
+    def update(self, net: Network, ref: Ref, previous: Ref, optimizer: str = "sgd", style: Style = EXCEL) -> str:
+        """The optimizer's update, its right-hand side taken from the previous iteration (its parameter,
+        gradient and state)."""
+        return OPTIMIZERS[optimizer].formula(previous(self), ref(LearningRate()), previous(Grad(self)),
+                                             lambda kind: previous(State(self, kind, optimizer)),
+                                             lambda name: ref(Hyperparameter(name)), style)
+
+
+@dataclass(frozen=True)
+class Hyperparameter(Quantity):
+    """An optimizer's hyperparameter (β₁, ε, momentum, …): an input on the Network sheet, by its name."""
+
+    name: str
+    editable: ClassVar[bool] = True
+
+    def label(self, net: Network) -> str:
+        return HYPERPARAMETERS[self.name].symbol
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.constant(trace.network.hyperparameters[self.name])
+
+    def defined_name(self, net: Network) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class State(Quantity):
+    """One parameter's optimizer state after step t = iteration + 1 (a momentum buffer b, RMSprop's v,
+    Adam's m, v, m̂ and v̂): each from the gradient of its own row and the state of the row before."""
+
+    param: Param
+    kind: str
+    optimizer: str
+
+    def label(self, net: Network) -> str:
+        return f"{self.kind}({self.param.label(net)})"
+
+    def values(self, trace: Trace) -> np.ndarray:
+        return trace.states[self.kind][..., trace.network.param_index[self.param]]
+
+    def step(self, net: Network, ref: Ref, previous: Ref | None, t: str, style: Style = EXCEL) -> str:
+        """Its formula at step ``t`` (a cell or a number) from this row's gradient and the previous row's
+        state (``previous`` None: the first step)."""
+        p, optimizer = self.param, self.optimizer
+        before = None if previous is None else (lambda kind: previous(State(p, kind, optimizer)))
+        return OPTIMIZERS[optimizer].state_formula(self.kind, ref(Grad(p)), before,
+                                                   lambda kind: ref(State(p, kind, optimizer)), t,
+                                                   lambda name: ref(Hyperparameter(name)), style)
 
 
 # -- forward pass -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ together (full-batch gradient descent), so one loop over the iterations fills ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from sheetprop.network import Network
 from sheetprop.quantities import Quantity
-from sheetprop.update import RULE
+from sheetprop.update import OPTIMIZERS
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +32,7 @@ class Trace:
     deltas: tuple[np.ndarray, ...]
     loss_terms: np.ndarray  # (…, S, outputs)
     first: int = 0  # the iteration of the first row
+    states: dict[str, np.ndarray] = field(default_factory=dict)  # the optimizer's, by kind: (…, P)
 
     # A diverged run holds inf and NaN: what is computed from them is inf or NaN too, without a warning
     # (the summary and verify report the run as diverged).
@@ -146,29 +147,36 @@ def _unpack(net: Network, flat: np.ndarray):
 
 
 def chunks(net: Network, learning_rates: list[float] | np.ndarray, iterations: int,
-           size: int = 256) -> Iterator[Trace]:
-    """Full-batch gradient descent from the initial values, iterations 0..N in consecutive traces of ``size``
-    rows: a workbook of any length is written from them in constant memory. A diverging run turns into inf
-    and NaN without a warning (the summary reports it as diverged)."""
+           size: int = 256, optimizer: str = "sgd") -> Iterator[Trace]:
+    """Full-batch training by ``optimizer`` from the initial values, iterations 0..N in consecutive traces of
+    ``size`` rows: a workbook of any length is written from them in constant memory. A diverging run turns
+    into inf and NaN without a warning (the summary reports it as diverged)."""
+    rule, h = OPTIMIZERS[optimizer], net.hyperparameters
     lrs = np.asarray(learning_rates, dtype=float)
     flat = np.tile(_pack(net), (len(lrs), 1))
     r, s, p = len(lrs), net.samples, flat.shape[1]
+    state = None
     for first in range(0, iterations + 1, size):
         n = min(size, iterations + 1 - first)
         params, grads, sample_grads = np.empty((r, n, p)), np.empty((r, n, p)), np.empty((r, n, s, p))
         zs = [np.empty((r, n, s, net.size(l))) for l in range(1, net.depth + 1)]
         acts, deltas = [np.empty_like(z) for z in zs], [np.empty_like(z) for z in zs]
         loss_terms = np.empty((r, n, s, net.size(net.depth)))
+        states = {kind: np.empty((r, n, p)) for kind in rule.states}
         with np.errstate(all="ignore"):
             for i in range(n):
                 z, a, d, sample_grads[:, i], grads[:, i], loss_terms[:, i] = _step(net, flat)
                 params[:, i] = flat
                 for l in range(net.depth):
                     zs[l][:, i], acts[l][:, i], deltas[l][:, i] = z[l], a[l], d[l]
-                flat = RULE.step(flat, lrs[:, None], grads[:, i])
-        yield Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms, first)
+                state = rule.advance(state, grads[:, i], first + i + 1, h)
+                for kind, value in state.items():
+                    states[kind][:, i] = value
+                flat = rule.apply(flat, lrs[:, None], grads[:, i], state, h)
+        yield Trace(net, lrs, params, grads, sample_grads, tuple(zs), tuple(acts), tuple(deltas), loss_terms, first,
+                    states)
 
 
-def train(net: Network, learning_rates: list[float] | np.ndarray, iterations: int) -> Trace:
-    """Full-batch gradient descent from the initial values, one row per iteration 0..N, all in memory."""
-    return next(chunks(net, learning_rates, iterations, size=iterations + 1))
+def train(net: Network, learning_rates: list[float] | np.ndarray, iterations: int, optimizer: str = "sgd") -> Trace:
+    """Full-batch training by ``optimizer`` from the initial values, one row per iteration 0..N, all in memory."""
+    return next(chunks(net, learning_rates, iterations, size=iterations + 1, optimizer=optimizer))

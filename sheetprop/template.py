@@ -21,10 +21,11 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from sheetprop.activations import ACTIVATIONS, LOSSES
-from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, ERROR_TARGET_NAME, lr_name
+from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, ERROR_TARGET_NAME, GRADIENT_STEP_NAME, lr_name
 from sheetprop.naming import NAMINGS, defined_name_problem
 from sheetprop.network import REDUCTIONS, Layer, Network
 from sheetprop.quantities import Input, Target
+from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
 
 PACKAGE = "sheetprop.templates"
 INITIALIZERS = ("xavier", "uniform", "normal")
@@ -35,7 +36,7 @@ KEYS = {
     "[init]": ("kind", "seed", "scale"),
     "[[samples]]": ("inputs", "targets"),
     "[[layers]]": ("name", "size", "activation", "bias", "weights", "biases"),
-    "[training]": ("learning_rates", "iterations"),
+    "[training]": ("learning_rates", "iterations", "optimizer", "optimizers", *HYPERPARAMETERS),
 }
 
 
@@ -241,7 +242,8 @@ def _unit_names(data: dict, source: str, key: str, n: int, prefix: str) -> tuple
     return tuple(names)
 
 
-def _training(data: dict, source: str) -> tuple[tuple[float, ...], int]:
+def _training(data: dict, source: str) -> tuple[tuple[float, ...], int, tuple[str, ...], dict[str, float]]:
+    """Learning rates, iterations, optimizers and their hyperparameters from the [training] table."""
     training = _field(data, "training", dict, source, "a table", {})
     where = f"{source}: training"
     _known_keys(training, "[training]", where)
@@ -252,7 +254,32 @@ def _training(data: dict, source: str) -> tuple[tuple[float, ...], int]:
     iterations = _field(training, "iterations", int, where, "a positive integer", 100)
     if iterations < 1:
         raise _fail(where, "iterations", "a positive integer", iterations)
-    return tuple(float(v) for v in values), iterations
+    if "optimizer" in training and "optimizers" in training:
+        raise TemplateError(f"{where}: give optimizer or optimizers, not both")
+    if "optimizers" in training:
+        optimizers = _field(training, "optimizers", list, where, f"a non-empty list of {', '.join(OPTIMIZERS)}")
+    else:
+        optimizers = [_field(training, "optimizer", str, where, f"one of {', '.join(OPTIMIZERS)}", "sgd")]
+    try:
+        optimizers = check_optimizers(optimizers)
+    except ValueError as exc:
+        raise _fail(where, "optimizers" if "optimizers" in training else "optimizer", str(exc), optimizers) from None
+    hyperparameters = {}
+    for name, spec in HYPERPARAMETERS.items():
+        value = _field(training, name, (int, float), where, f"a number {spec.expected}", spec.default)
+        if not spec.allows(value):
+            raise _fail(where, name, f"a number {spec.expected}", value)
+        hyperparameters[name] = float(value)
+    return tuple(float(v) for v in values), iterations, optimizers, hyperparameters
+
+
+def check_optimizers(names) -> tuple[str, ...]:
+    """Optimizer names as a tuple, each known and given once; a ValueError says what was expected."""
+    expected = f"a non-empty list of distinct optimizers from {', '.join(OPTIMIZERS)}"
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or not all(isinstance(n, str) and n in OPTIMIZERS for n in names) or len(set(names)) < len(names):
+        raise ValueError(expected)
+    return tuple(names)
 
 
 def from_dict(data: dict, source: str = "template") -> Network:
@@ -273,7 +300,7 @@ def from_dict(data: dict, source: str = "template") -> Network:
     _check_output(layers, loss, source)
     n_out = layers[-1].size
     inputs, targets = _sample_values(tables, source, n_in, n_out, loss)
-    learning_rates, iterations = _training(data, source)
+    learning_rates, iterations, optimizers, hyperparameters = _training(data, source)
     net = Network(
         name=name,
         description=description,
@@ -289,6 +316,8 @@ def from_dict(data: dict, source: str = "template") -> Network:
         iterations=iterations,
         naming=naming,
         reduction=reduction,
+        optimizers=optimizers,
+        hyperparameters=hyperparameters,
     )
     check_names(net, len(learning_rates), source)
     return net
@@ -329,7 +358,10 @@ def _defined_names(net: Network, rates: int) -> Iterator[tuple[str, _Origin]]:
         yield p.defined_name(net), origin
     for slot in range(rates):
         yield lr_name(slot), _Origin("training", "learning_rates", "learning rate", str(slot + 1))
+    for name in net.hyperparameters_used:
+        yield name, _Origin("training", name, "hyperparameter", name)
     yield ERROR_TARGET_NAME, _Origin("", "error target", "the error target", "")
+    yield GRADIENT_STEP_NAME, _Origin("", "gradient check", "the gradient check's step", "")
     yield DIAGRAM_ITERATION, _Origin("", "diagram", "the diagram's iteration", "")
     yield DIAGRAM_SHEET, _Origin("", "diagram", "the diagram's training sheet", "")
 
@@ -399,7 +431,9 @@ def to_dict(net: Network) -> dict[str, Any]:
         "targets": list(net.target_names),
         "layers": layers,
         "samples": [{"inputs": x.tolist(), "targets": t.tolist()} for x, t in zip(net.inputs, net.targets)],
-        "training": {"learning_rates": list(net.learning_rates), "iterations": net.iterations},
+        "training": {"learning_rates": list(net.learning_rates), "iterations": net.iterations,
+                     "optimizers": list(net.optimizers),
+                     **{name: net.hyperparameters[name] for name in net.hyperparameters_used}},
     }
 
 

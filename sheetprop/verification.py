@@ -21,13 +21,13 @@ from openpyxl.formula.translate import Translator
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import limits, template
-from sheetprop.layout import Meta, TrainingLayout, lr_label, lr_name
+from sheetprop.layout import Meta, TrainingLayout, lr_label, lr_name, state_quantities, training_layouts
 from sheetprop.network import Network
-from sheetprop.quantities import Grad, Input, Target
+from sheetprop.quantities import Grad, Input, State, Target
 from sheetprop.readback import SavedBook, Sheet
 from sheetprop.recalc import recalculated_copy
 from sheetprop.reference import evaluate
-from sheetprop.update import RULE
+from sheetprop.update import OPTIMIZERS
 from sheetprop.workbook import META_SHEET
 
 TOLERANCE = 1e-9
@@ -90,6 +90,45 @@ class Report:
         return self.cells > 0 and not (self.mismatches or self.errors or self.over_limits)
 
 
+def update_step(optimizer: str, h: dict[str, float], lr: float, params: np.ndarray, grads: np.ndarray,
+                held: dict[str, np.ndarray]):
+    """The optimizer's step judged row by row from the workbook's own values (rows × parameters): the
+    parameters of rows 1..N from row 0..N−1's parameters, gradients and state, and the state of every row
+    from its gradients and the row before's state, each with its rounding slack: what the result moves
+    when one of its inputs moves relatively by ROUNDING, summed over the inputs, plus its own rounding."""
+    rule = OPTIMIZERS[optimizer]
+    t = np.arange(1, len(params) + 1, dtype=float)[:, None]
+
+    def advance(grads, held):
+        first = rule.advance(None, grads[:1], 1, h)
+        rest = rule.advance({k: v[:-1] for k, v in held.items()}, grads[1:], t[1:], h) if len(grads) > 1 else {}
+        return {k: np.vstack([first[k], rest[k]]) if rest else first[k] for k in rule.states}
+
+    def apply(params, grads, held):
+        return rule.apply(params[:-1], lr, grads[:-1], {k: v[:-1] for k, v in held.items()}, h)
+
+    def slack_of(f, want, args):
+        total = ROUNDING * np.abs(want) if not isinstance(want, dict) else {k: ROUNDING * np.abs(v) for k, v in want.items()}
+        for i in range(len(args)):
+            for key in (list(args[i]) if isinstance(args[i], dict) else [None]):
+                moved = list(args)
+                if key is None:
+                    moved[i] = args[i] * (1 + ROUNDING)
+                else:
+                    moved[i] = {**args[i], key: args[i][key] * (1 + ROUNDING)}
+                out = f(*moved)
+                if isinstance(want, dict):
+                    total = {k: total[k] + np.abs(out[k] - want[k]) for k in want}
+                else:
+                    total = total + np.abs(out - want)
+        return total
+
+    new_state = advance(grads, held) if rule.states else {}
+    new_params = apply(params, grads, held)
+    return (new_params, slack_of(apply, new_params, (params, grads, held)), new_state,
+            slack_of(advance, new_state, (grads, held)) if rule.states else {})
+
+
 def relative_difference(got: float, want: float, floor: float = 0.0) -> float:
     """|got − want| relative to the larger magnitude, or to ``floor`` if that is larger (0 when both are 0)."""
     scale = max(abs(got), abs(want), floor)
@@ -133,8 +172,12 @@ def read_setup(book: SavedBook, values: SavedBook, source: str) -> tuple[Network
     targets = [[value(Target(j, s).defined_name(net)) for j in range(net.size(net.depth))]
                for s in range(net.samples)]
     initial = {p: value(p.defined_name(net)) for p in net.params}
-    lrs = [value(lr_name(slot)) for slot in range(len(sheets))]
-    return net.with_values(inputs, targets, initial), lrs, int(iterations), sheets
+    hyperparameters = {name: value(name) for name in net.hyperparameters_used}
+    rates, leftover = divmod(len(sheets), len(net.optimizers))
+    if leftover or not rates:
+        raise VerifyError(f"{source}: the {META_SHEET} sheet has been changed; it cannot be read")
+    lrs = [value(lr_name(slot)) for slot in range(rates)]
+    return net.with_values(inputs, targets, initial, hyperparameters), lrs, int(iterations), sheets
 
 
 def _window(numbers: np.ndarray, rows: range, cols: np.ndarray) -> np.ndarray:
@@ -211,17 +254,35 @@ def judge(report: Report, sheet: Sheet, layout: TrainingLayout, lr: float, initi
     got = _window(sheet.numbers, rows, cols)
     p_at = [index[p] for p in net.params]
     params, grads = got[:, p_at], got[:, [index[Grad(p)] for p in net.params]]
+    states = state_quantities(net, layout.optimizer)
+    kinds = OPTIMIZERS[layout.optimizer].states
+    state_at = {kind: [index[q] for q in states if q.kind == kind] for kind in kinds}
+    held = {kind: got[:, at] for kind, at in state_at.items()}  # the workbook's state, row by row
+    evaluated = [q for q in layout.columns if not isinstance(q, State)]
+    at = [index[q] for q in evaluated]
     step = evaluate(net, params)
-    want = np.column_stack([q.values(step) for q in layout.columns])
-    slack = rounding_slack(net, params, layout.columns, want)
+    want = np.full(got.shape, np.nan)
+    slack = np.zeros(got.shape)
+    want[:, at] = np.column_stack([q.values(step) for q in evaluated])
+    slack[:, at] = rounding_slack(net, params, tuple(evaluated), want[:, at])
     with np.errstate(all="ignore"):
-        want[:, p_at] = np.vstack([initial, RULE.step(params[:-1], lr, grads[:-1])])
-        slack[:, p_at] = np.vstack([np.zeros(len(p_at)), ROUNDING * (np.abs(params[:-1]) + np.abs(lr * grads[:-1]))])
+        new_params, params_slack, new_state, state_slack = update_step(layout.optimizer, net.hyperparameters, lr,
+                                                                       params, grads, held)
+        want[:, p_at] = np.vstack([initial, new_params])
+        slack[:, p_at] = np.vstack([np.zeros(len(p_at)), params_slack])
+        for kind in kinds:
+            want[:, state_at[kind]], slack[:, state_at[kind]] = new_state[kind], state_slack[kind]
     # Where a row's parameters are not all numbers the reference is undefined there, and so is a
-    # parameter whose value or gradient in the row before is not a number: such cells follow an
-    # error or an overflow already judged, and are not judged again.
+    # parameter whose value, gradient or state in the row before is not a number (and a state whose
+    # gradient or state before is not): such cells follow an error or an overflow already judged, and
+    # are not judged again.
     defined = np.repeat(np.isfinite(params).all(axis=1)[:, None], len(cols), axis=1)
-    defined[:, p_at] = np.vstack([np.ones(len(p_at), bool), np.isfinite(params[:-1]) & np.isfinite(grads[:-1])])
+    before = np.isfinite(params[:-1]) & np.isfinite(grads[:-1])
+    for kind in kinds:
+        before &= np.isfinite(held[kind][:-1])
+        state_before = np.vstack([np.ones(len(net.params), bool), np.isfinite(held[kind][:-1])])
+        defined[:, state_at[kind]] &= np.isfinite(grads) & state_before
+    defined[:, p_at] = np.vstack([np.ones(len(p_at), bool), before])
 
     finite_got, finite_want = np.isfinite(got), np.isfinite(want)
     both = finite_got & finite_want
@@ -261,8 +322,12 @@ def compare(values: SavedBook, net: Network, lrs: list[float], iterations: int, 
     """Judge every training sheet of the recalculated workbook ``values``, row by row."""
     report = Report(tolerance)
     initial = np.array([net.initial(p) for p in net.params])
-    for sheet, lr in zip(sheets, lrs):
-        judge(report, values.sheet(sheet), TrainingLayout(net, iterations, sheet), lr, initial, floor)
+    layouts = training_layouts(net, len(lrs), iterations)
+    if [layout.sheet for layout in layouts] != list(sheets):
+        raise VerifyError(f"the training sheets {', '.join(sheets)} are not those of {len(net.optimizers)} "
+                          f"optimizers × {len(lrs)} learning rates")
+    for layout in layouts:
+        judge(report, values.sheet(layout.sheet), layout, lrs[layout.lr_slot], initial, floor)
     return report
 
 

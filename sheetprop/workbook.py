@@ -17,6 +17,7 @@ import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import diagram, limits, template
+from sheetprop.book import INPUT as INPUT_STYLE
 from sheetprop.book import Book, check_target
 from sheetprop.chainrule import Expansion
 from sheetprop.formulas import TEXT
@@ -28,37 +29,42 @@ from sheetprop.layout import (
     CompareLayout,
     Meta,
     EquationsLayout,
+    GRADIENT_CHECK_SHEET,
+    GRADIENT_STEP_NAME,
+    GradientCheckLayout,
     TrainingLayout,
     lr_name,
-    training_sheet_name,
+    training_layouts,
 )
 from sheetprop.network import Network
-from sheetprop.quantities import Grad, Input, LossTerm, Param, Quantity, Target, Total, Z
-from sheetprop.reference import Trace, chunks
+from sheetprop.quantities import Input, LossTerm, Quantity, State, Target, Total, Z
+from sheetprop.reference import Trace, chunks, evaluate
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
-from sheetprop.update import RULE
+from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
 
 META_SHEET = Meta.SHEET
 DEFAULT_ERROR_TARGET = 0.01
+DEFAULT_GRADIENT_STEP = 1e-5  # h: the central difference is off by about h²·|E‴|/6, plus rounding of 1e-16·E/h
 _CHUNK = 30_000  # characters per cell of the description (Excel holds 32,767)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """One line of the summary table: how training went for one learning rate."""
+    """One line of the summary table: how training went for one optimizer and learning rate."""
 
     lr: float
     start: float
     end: float  # NaN or inf for a run that diverged
     first_below: int | None
     diverged: int | None = None  # the first iteration whose parameters or E_total are not finite
+    optimizer: str = "sgd"
 
 
 class Tally:
     """The summary of each learning rate, gathered from consecutive blocks of a trace as they stream past."""
 
-    def __init__(self, threshold: float = DEFAULT_ERROR_TARGET) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float = DEFAULT_ERROR_TARGET, optimizer: str = "sgd") -> None:
+        self.threshold, self.optimizer = threshold, optimizer
         self._start: list[float] = []
         self._end: list[float] = []
         self._below: list[int | None] = []
@@ -77,7 +83,8 @@ class Tally:
         self._diverged = earliest(self._diverged, block.first_diverged())
 
     def summaries(self) -> list[Summary]:
-        return [Summary(*row) for row in zip(self._lrs, self._start, self._end, self._below, self._diverged)]
+        return [Summary(*row, optimizer=self.optimizer)
+                for row in zip(self._lrs, self._start, self._end, self._below, self._diverged)]
 
 
 def summarize(trace: Trace, threshold: float = DEFAULT_ERROR_TARGET) -> list[Summary]:
@@ -107,8 +114,7 @@ class Plan:
 
     @cached_property
     def training(self) -> list[TrainingLayout]:
-        return [TrainingLayout(self.network, self.iterations, training_sheet_name(slot))
-                for slot in range(len(self.learning_rates))]
+        return training_layouts(self.network, len(self.learning_rates), self.iterations)
 
     @cached_property
     def equations(self) -> EquationsLayout:
@@ -125,17 +131,46 @@ class Plan:
                 lines.append(EquationLine(q, name, chain, "= " + text, "=" + q.formula(net, eq.ref)))
         return lines
 
-    def update_formula(self, p: Param) -> str:
-        """One step of gradient descent from the initial value, with the first learning rate."""
-        return "=" + RULE.formula(p.defined_name(self.network), lr_name(0), self.equations.ref(Grad(p)))
+    @cached_property
+    def update_lines(self) -> dict[str, list[EquationLine]]:
+        """Per optimizer, its first step from the initial values with η = lr_1: the state, then each parameter."""
+        net, eq = self.network, self.equations
+        out = {}
+        for optimizer, qs in eq.updates:
+            lines = []
+            for q in qs:
+                if isinstance(q, State):
+                    line = EquationLine(q, q.label(net), None, "= " + q.step(net, net.label, None, "1", TEXT),
+                                        "=" + q.step(net, eq.ref, None, "1"))
+                else:
+                    line = EquationLine(q, q.label(net) + " ←", None,
+                                        "= " + q.update(net, net.label, net.label, optimizer, TEXT),
+                                        "=" + q.update(net, eq.ref, eq.ref, optimizer))
+                lines.append(line)
+            out[optimizer] = lines
+        return out
+
+    @cached_property
+    def gradient_check(self) -> GradientCheckLayout | None:
+        """The Gradient check sheet, or None where it would be too large to be of use."""
+        layout = GradientCheckLayout(self.network, self.training[0])
+        if not layout.fits:
+            return None
+        try:
+            layout.check()
+        except limits.LimitError:
+            return None
+        return layout
 
     def check(self) -> None:
         """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold."""
         net = self.network
         limits.check_text(net.description, "the template's description")
-        self.training[0].check()  # every training sheet has the same shape and formulas
+        rates = len(self.learning_rates)
+        for layout in self.training[::rates]:  # an optimizer's sheets have the same shape and formulas
+            layout.check()
         limits.check_extent(self.equations.last_row + 1, EquationsLayout.VALUE_COL + 1, "the Equations sheet")
-        for line in self.equation_lines:
+        for line in self.equation_lines + [line for lines in self.update_lines.values() for line in lines]:
             what = f"{line.name} on the Equations sheet"
             limits.check_formula(line.formula, what)
             limits.check_text(line.equation, what)
@@ -147,21 +182,27 @@ def build(net: Network, learning_rates: list[float], iterations: int, out: str |
     check_target(Path(out), force)
     plan = Plan(net, tuple(learning_rates), iterations)
     plan.check()
-    blocks = chunks(net, learning_rates, iterations)  # the reference streams: memory stays flat in N
-    start = next(blocks)
-    tally = Tally()
+    # the reference streams, one trace per optimizer over every learning rate: memory stays flat in N
+    streams = [chunks(net, learning_rates, iterations, optimizer=o) for o in net.optimizers]
+    starts = {o: next(stream) for o, stream in zip(net.optimizers, streams)}
+    tallies = [Tally(optimizer=o) for o in net.optimizers]
     with Book(out, force=force, constant_memory=True) as book:
-        _network_sheet(book, plan, start)
-        _equations_sheet(book, plan, start)
+        _network_sheet(book, plan, starts)
+        _equations_sheet(book, plan, starts)
         compare = book.add_sheet(COMPARE_SHEET)
-        sheets = [_training_sheet(book, layout, slot, start) for slot, layout in enumerate(plan.training)]
-        for block in itertools.chain([start], blocks):
-            tally.add(block)
-            for write in sheets:
-                write(block)
-        _compare_sheet(book, compare, plan, tally.summaries())
+        if plan.gradient_check is not None:
+            _gradient_check_sheet(book, plan.gradient_check)
+        sheets = [_training_sheet(book, layout, starts[layout.optimizer]) for layout in plan.training]
+        for blocks in zip(*(itertools.chain([starts[o]], stream) for o, stream in zip(net.optimizers, streams))):
+            by_optimizer = dict(zip(net.optimizers, blocks))
+            for tally, block in zip(tallies, blocks):
+                tally.add(block)
+            for layout, write in zip(plan.training, sheets):
+                write(by_optimizer[layout.optimizer])
+        summaries = [s for tally in tallies for s in tally.summaries()]
+        _compare_sheet(book, compare, plan, summaries)
         _meta_sheet(book, plan)
-    return tally.summaries()
+    return summaries
 
 
 def _cached(value: float) -> float | str:
@@ -183,7 +224,7 @@ def _meta_sheet(book: Book, plan: Plan) -> None:
 
 
 # -- Network sheet ----------------------------------------------------------------------------
-def _network_sheet(book: Book, plan: Plan, trace: Trace) -> None:
+def _network_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     f, net = book.formats, plan.network
     ws = RowOrdered(book.add_sheet(NETWORK_SHEET))
     ws.set_column(0, 0, 22)
@@ -194,9 +235,11 @@ def _network_sheet(book: Book, plan: Plan, trace: Trace) -> None:
     ws.write(2, 0, "Yellow cells are inputs: change any of them and every sheet recomputes.", f.note)
     row = _samples_block(book, ws, net, 4)
     row = _parameters_block(book, ws, net, row + 1)
-    row = _rates_block(book, ws, plan.learning_rates, row + 1)
+    row = _rates_block(book, ws, plan, row + 1)
+    row = _hyperparameters_block(book, ws, net, row + 1)
     _structure_block(book, ws, plan, row + 1)
-    diagram.write(book, ws, diagram.Diagram(tuple(plan.training)), trace, top=4, left=4, data_col=20)
+    first = plan.training[0]
+    diagram.write(book, ws, diagram.Diagram(tuple(plan.training)), starts[first.optimizer], top=4, left=4, data_col=20)
     ws.flush()
 
 
@@ -235,22 +278,52 @@ def _parameters_block(book: Book, ws, net: Network, row: int) -> int:
     return row + 1
 
 
-def _rates_block(book: Book, ws, lrs: tuple[float, ...], row: int) -> int:
+def _rates_block(book: Book, ws, plan: Plan, row: int) -> int:
     f = book.formats
+    several = len(plan.network.optimizers) > 1
     ws.write(row, 0, "Learning rates η", f.subtitle)
-    book.write_row(ws, row + 1, 0, ["Name", "η", "Training sheet"], f.header)
+    book.write_row(ws, row + 1, 0, ["Name", "η", "Training sheets" if several else "Training sheet"], f.header)
     row += 2
-    for slot, lr in enumerate(lrs):
+    for slot, lr in enumerate(plan.learning_rates):
         ws.write(row, 0, lr_name(slot))
         ws.write_number(row, 1, lr, f.input)
-        sheet = training_sheet_name(slot)
-        ws.write_url(row, 2, f"internal:{quote_sheetname(sheet)}!A1", string=sheet)
+        sheets = [layout for layout in plan.training if layout.lr_slot == slot]
+        if several:
+            ws.write(row, 2, ", ".join(f"{layout.sheet} ({layout.optimizer})" for layout in sheets))
+        else:
+            ws.write_url(row, 2, f"internal:{quote_sheetname(sheets[0].sheet)}!A1", string=sheets[0].sheet)
         ws.data_validation(xl_rowcol_to_cell(row, 1), {
             "validate": "decimal", "criteria": ">", "value": 0,
             "input_title": "Learning rate", "input_message": "A positive number",
             "error_title": "Learning rate", "error_message": "The learning rate must be a positive number.",
         })
         book.define_name(lr_name(slot), NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
+        row += 1
+    return row + 1
+
+
+def _hyperparameters_block(book: Book, ws, net: Network, row: int) -> int:
+    """The optimizers' hyperparameters, each a named input validated as torch.optim would take it."""
+    names = net.hyperparameters_used
+    if not names:
+        return row - 1
+    f = book.formats
+    ws.write(row, 0, "Optimizer hyperparameters", f.subtitle)
+    book.write_row(ws, row + 1, 0, ["Name", "Value", "Meaning"], f.header)
+    row += 2
+    for name in names:
+        spec = HYPERPARAMETERS[name]
+        ws.write(row, 0, f"{name} ({spec.symbol})")
+        ws.write_number(row, 1, net.hyperparameters[name], f.input)
+        ws.write(row, 2, spec.meaning)
+        cell = xl_rowcol_to_cell(row, 1)
+        bounds = [f"{cell}{'>' if spec.low_open else '>='}{spec.low:g}"] + (
+            [] if spec.high is None else [f"{cell}<{spec.high:g}"])
+        message = f"{spec.symbol}: a number {spec.expected}."
+        ws.data_validation(cell, {"validate": "custom", "value": f"=AND(ISNUMBER({cell}),{','.join(bounds)})",
+                                  "input_title": name, "input_message": message,
+                                  "error_title": name, "error_message": message})
+        book.define_name(name, NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
         row += 1
     return row + 1
 
@@ -275,8 +348,9 @@ def _structure_block(book: Book, ws, plan: Plan, row: int) -> int:
 
 
 # -- Equations sheet --------------------------------------------------------------------------
-def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
+def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     f, net, eq = book.formats, plan.network, plan.equations
+    trace = starts[net.optimizers[0]]
     ws = RowOrdered(book.add_sheet(EQUATIONS_SHEET))
     ws.set_column(eq.NAME_COL, eq.NAME_COL, 14)
     ws.set_column(eq.CHAIN_COL, eq.CHAIN_COL, 34)
@@ -295,26 +369,100 @@ def _equations_sheet(book: Book, plan: Plan, trace: Trace) -> None:
             ws.write_string(r, eq.CHAIN_COL, line.chain)
         ws.write_string(r, eq.EQUATION_COL, line.equation)
         ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(trace.values(line.quantity)[0, 0])))
-    row = eq.update_row
-    ws.write(row - 1, 0, "Update: one step of gradient descent (with η = lr_1)", f.subtitle)
-    for p in net.params:
-        label = p.label(net)
-        ws.write(row, eq.NAME_COL, label + " ←", f.label)
-        ws.write_string(row, eq.EQUATION_COL, "= " + RULE.formula(label, "η", f"∂E_total/∂{label}", TEXT))
-        value = RULE.step(net.initial(p), float(trace.learning_rates[0]), float(trace.values(Grad(p))[0, 0]))
-        ws.write_formula(row, eq.VALUE_COL, plan.update_formula(p), f.number, _cached(value))
-        row += 1
+    for optimizer, lines in plan.update_lines.items():
+        rule, start = OPTIMIZERS[optimizer], starts[optimizer]
+        first = eq.update_rows[(optimizer, lines[0].quantity)]
+        ws.write(first - 1, 0, f"Update: the first step of {rule.title} (with η = lr_1, t = 1)", f.subtitle)
+        ws.write_string(first - 1, eq.EQUATION_COL, rule.rule)
+        for line in lines:
+            r = eq.update_rows[(optimizer, line.quantity)]
+            q = line.quantity
+            value = start.values(q)[0, 0] if isinstance(q, State) else start.params[0, 1, net.param_index[q]]
+            ws.write(r, eq.NAME_COL, line.name, f.label)
+            ws.write_string(r, eq.EQUATION_COL, line.equation)
+            ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(value)))
     ws.flush()
 
 
-# -- training sheets --------------------------------------------------------------------------
-def _training_sheet(book: Book, layout: TrainingLayout, slot: int, start: Trace) -> Callable[[Trace], None]:
-    """Write a training sheet's head and return the writer of its rows, block by block."""
+# -- Gradient check sheet ---------------------------------------------------------------------
+def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
+    """Backpropagation confirmed by the definition of the derivative, from the sheet's own forward passes."""
     f, net = book.formats, layout.network
+    ws = book.add_sheet(GRADIENT_CHECK_SHEET)
+    n = len(net.params)
+    initial = np.array([net.initial(p) for p in net.params])
+    moved = np.repeat(initial[None, :], 2 * n, axis=0)
+    moved[0::2] += DEFAULT_GRADIENT_STEP * np.eye(n)
+    moved[1::2] -= DEFAULT_GRADIENT_STEP * np.eye(n)
+    passes = evaluate(net, moved)  # row 2i: parameter i + h, row 2i + 1: − h
+    grads = evaluate(net, initial[None, :]).grads[0]
+    energy = passes.total
+    central = (energy[0::2] - energy[1::2]) / (2 * DEFAULT_GRADIENT_STEP)
+    scale = np.maximum(np.maximum(np.abs(central), np.abs(grads)), 1e-300)
+    relative = np.abs(central - grads) / scale
+
+    ws.set_column(0, 0, 26)
+    ws.set_column(1, len(layout.columns), 14)
+    ws.write(0, 0, "Gradient check: backpropagation against the definition of the derivative", f.title)
+    ws.write(1, 0, f"Each E(p ± h) is a forward pass below, with the initial values of the Network sheet and one "
+                   f"parameter moved by h; the backpropagated gradients are iteration 0 of "
+                   f"{layout.gradient_sheet.sheet}. Break a formula there and its row here disagrees.", f.note)
+    ws.write(layout.H_ROW, 0, "step h", f.label)
+    ws.write_number(layout.H_ROW, layout.VALUE_COL, DEFAULT_GRADIENT_STEP, book.workbook.add_format(
+        {**INPUT_STYLE, "num_format": "0.0E+00"}))
+    h_cell = xl_rowcol_to_cell(layout.H_ROW, layout.VALUE_COL)
+    ws.data_validation(h_cell, {"validate": "decimal", "criteria": ">", "value": 0, "input_title": "Step h",
+                                "input_message": "A small positive number (1e-5: errors near 1e-10)",
+                                "error_title": "Step h", "error_message": "h must be a positive number."})
+    book.define_name(GRADIENT_STEP_NAME, GRADIENT_CHECK_SHEET, xl_rowcol_to_cell(layout.H_ROW, layout.VALUE_COL, True, True))
+    first, last = layout.table_row(0), layout.table_row(n - 1)
+    rel_col = len(layout.TABLE_COLUMNS) - 1
+    ws.write(layout.H_ROW + 1, 0, "largest relative difference", f.label)
+    ws.write_formula(layout.H_ROW + 1, layout.VALUE_COL, f"=MAX({xl_rowcol_to_cell(first, rel_col)}:"
+                     f"{xl_rowcol_to_cell(last, rel_col)})", book.workbook.add_format({"num_format": "0.0E+00"}),
+                     float(relative.max()))
+    book.write_row(ws, layout.TABLE_HEADER_ROW, 0, list(layout.TABLE_COLUMNS), f.header)
+    ws.set_row(layout.TABLE_HEADER_ROW, 32)
+    small = book.workbook.add_format({"num_format": "0.0E+00"})
+    for i, p in enumerate(net.params):
+        r = layout.table_row(i)
+        plus, minus = layout.energy(i, 1), layout.energy(i, -1)
+        c = [xl_rowcol_to_cell(r, col) for col in range(rel_col + 1)]
+        ws.write(r, 0, p.label(net), f.label)
+        ws.write_formula(r, 1, "=" + layout.backpropagated(p), f.number, _cached(float(grads[i])))
+        ws.write_formula(r, 2, f"={plus}", f.number, _cached(float(energy[2 * i])))
+        ws.write_formula(r, 3, f"={minus}", f.number, _cached(float(energy[2 * i + 1])))
+        ws.write_formula(r, 4, f"=({c[2]}-{c[3]})/(2*{GRADIENT_STEP_NAME})", f.number, _cached(float(central[i])))
+        ws.write_formula(r, 5, f"=ABS({c[4]}-{c[1]})/MAX(ABS({c[4]}),ABS({c[1]}),1E-300)", small,
+                         _cached(float(relative[i])))
+    for title, qs in layout.groups:
+        a, b = layout.col(qs[0]), layout.col(qs[-1])
+        if a == b:
+            ws.write(layout.header_row - 1, a, title, f.group)
+        else:
+            ws.merge_range(layout.header_row - 1, a, layout.header_row - 1, b, title, f.group)
+    ws.write(layout.header_row, 0, "moved", f.header)
+    for q in layout.columns:
+        ws.write(layout.header_row, layout.col(q), q.label(net), f.header)
+    values = np.column_stack([passes.values(q) for q in layout.columns])
+    for i, p in enumerate(net.params):
+        for sign in (1, -1):
+            r = layout.pass_row(i, sign)
+            ws.write(r, 0, f"{p.label(net)} {'+' if sign > 0 else '−'} h")
+            for c, q in enumerate(layout.columns):
+                ws.write_formula(r, layout.col(q), layout.formula(q, r, i, sign), f.number,
+                                 _cached(float(values[2 * i + (sign < 0), c])))
+
+
+# -- training sheets --------------------------------------------------------------------------
+def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callable[[Trace], None]:
+    """Write a training sheet's head and return the writer of its rows, block by block (``start`` and the
+    blocks: the trace of the sheet's optimizer)."""
+    f, net, slot = book.formats, layout.network, layout.lr_slot
     ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
     lr = float(start.learning_rates[slot])
     # the title is the η cell shown through a number format, so it follows an edit of η
-    title = book.labelled("Gradient descent with η = ", "General", f" ({net.name} network)",
+    title = book.labelled(f"{OPTIMIZERS[layout.optimizer].title} with η = ", "General", f" ({net.name} network)",
                       {"bold": True, "font_size": 16, "font_color": "#1F3864", "align": "left"})
     ws.merge_range(layout.TITLE_ROW, 0, layout.TITLE_ROW, 11, "", title)  # a number does not overflow: room
     ws.write_formula(layout.TITLE_ROW, 0, f"={layout.lr_cell}", title, lr)
@@ -338,7 +486,7 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, start: Trace)
     r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
     ws.write_number(r, layout.ITERATION_COL, 0)
     for q in layout.columns:
-        formula = layout.first_row_formula(q) if isinstance(q, Param) else layout.row_templates[q].format(r + 1, r)
+        formula = (layout.first_row_formula(q) or layout.row_templates[q]).format(r + 1, r)
         ws.write_formula(r, layout.col(q), formula, f.number, _cached(float(start.values(q)[slot, 0])))
     cells = [(layout.col(q), layout.row_templates[q], f.number) for q in layout.columns]
     rows = ws.formula_rows(layout.row(1), layout.ITERATION_COL, layout.iterations, cells)
@@ -353,26 +501,28 @@ def _training_sheet(book: Book, layout: TrainingLayout, slot: int, start: Trace)
 
 # -- Compare sheet ----------------------------------------------------------------------------
 def _compare_sheet(book: Book, ws, plan: Plan, summaries: list[Summary]) -> None:
-    f, layouts = book.formats, plan.training
+    f, layouts, net = book.formats, plan.training, plan.network
+    several = len(net.optimizers) > 1
     cl = CompareLayout(len(layouts))
     n = plan.iterations
-    ws.set_column(0, 0, 14)
+    ws.set_column(0, 0, 24 if several else 14)
     ws.set_column(1, 4, 20)
-    ws.write(0, 0, "How the learning rate changes training", f.title)
+    ws.write(0, 0, f"How the {'optimizer and the ' if several else ''}learning rate change{'' if several else 's'} "
+                   "training", f.title)
     ws.write(1, 0, "Every number here is a formula over the training sheets; the charts read their ranges.", f.note)
     ws.write(cl.TARGET_ROW, 0, "Error target", f.label)
     ws.write_number(cl.TARGET_ROW, cl.VALUE_COL, DEFAULT_ERROR_TARGET, f.input)
     book.define_name(ERROR_TARGET_NAME, COMPARE_SHEET, xl_rowcol_to_cell(cl.TARGET_ROW, cl.VALUE_COL, True, True))
-    headers = ["Learning rate η", "Training sheet", "E_total at iteration 0", f"E_total at iteration {n}",
-               "First iteration with E_total < target"]
+    headers = ["Optimizer, learning rate η" if several else "Learning rate η", "Training sheet",
+               "E_total at iteration 0", f"E_total at iteration {n}", "First iteration with E_total < target"]
     book.write_row(ws, cl.TABLE_HEADER_ROW, 0, headers, f.header)
     ws.set_row(cl.TABLE_HEADER_ROW, 32)
-    rate = book.labelled("η = ", "General")
     centred = book.workbook.add_format({"align": "center", "num_format": "0"})
     link = book.workbook.add_format({"align": "center", "font_color": "blue", "underline": 1})
     for slot, (layout, s) in enumerate(zip(layouts, summaries)):
         r = cl.table_row(slot)
-        ws.write_formula(r, cl.RATE_COL, f"={lr_name(slot)}", rate, s.lr)
+        rate = book.labelled(f"{OPTIMIZERS[layout.optimizer].title}, η = " if several else "η = ", "General")
+        ws.write_formula(r, cl.RATE_COL, f"={lr_name(layout.lr_slot)}", rate, s.lr)
         ws.write_url(r, 1, f"internal:{quote_sheetname(layout.sheet)}!A1", link, string=layout.sheet)
         ws.write_formula(r, 2, "=" + layout.qualified(Total(), 0), f.number, _cached(s.start))
         ws.write_formula(r, 3, "=" + layout.qualified(Total(), n), f.number, _cached(s.end))
@@ -380,21 +530,48 @@ def _compare_sheet(book: Book, ws, plan: Plan, summaries: list[Summary]) -> None
         ws.write_array_formula(r, 4, r, 4, f'{{=IFERROR({first},"never")}}', centred,
                                "never" if s.first_below is None else s.first_below)
 
-    def series(layout: TrainingLayout, slot: int) -> dict:
+    def series(slot: int) -> dict:
+        layout = layouts[slot]
         return {"name": cl.label(slot),
                 "categories": "=" + layout.column_range(None), "values": "=" + layout.column_range(Total())}
 
-    all_series = [series(layout, slot) for slot, layout in enumerate(layouts)]
     top = cl.chart_row
+    if several:
+        _optimizer_charts(book, ws, plan, series, top)
+        return
+    all_series = [series(slot) for slot in range(len(layouts))]
     big = book.chart("E_total vs iteration, every learning rate", all_series, "iteration", "E_total", x_max=n)
     big.set_size({"width": 700, "height": 400})
     ws.insert_chart(top, 0, big)
     log = book.chart("The same on a log scale", all_series, "iteration", "E_total (log)", y_log=True, x_max=n)
     log.set_size({"width": 700, "height": 400})
     ws.insert_chart(top, 0, log, {"x_offset": 710})
-    per_row, width, height = 3, 465, 260
-    for slot, layout in enumerate(layouts):
-        chart = book.chart(None, [series(layout, slot)], "iteration", "E_total", x_max=n, legend="top")
+    small = [book.chart(None, [series(slot)], "iteration", "E_total", x_max=n, legend="top")
+             for slot in range(len(layouts))]
+    _grid(ws, top + 21, small, width=465, height=260)
+
+
+def _optimizer_charts(book: Book, ws, plan: Plan, series, top: int) -> None:
+    """A chart per learning rate across the optimizers, then one per optimizer across its learning rates (log
+    scales: the optimizers' losses differ by orders of magnitude)."""
+    f, n, layouts = book.formats, plan.iterations, plan.training
+    per_rate = [book.chart(None, [series(i) for i, layout in enumerate(layouts) if layout.lr_slot == slot],
+                           "iteration", "E_total (log)", y_log=True, x_max=n, legend="top")
+                for slot in range(len(plan.learning_rates))]
+    ws.write(top - 1, 0, "Each learning rate with every optimizer", f.subtitle)
+    rows = _grid(ws, top, per_rate, width=600, height=420, per_row=2)
+    per_optimizer = [book.chart(f"{OPTIMIZERS[o].title}: E_total vs iteration",
+                                [series(i) for i, layout in enumerate(layouts) if layout.optimizer == o],
+                                "iteration", "E_total (log)", y_log=True, x_max=n) for o in plan.network.optimizers]
+    below = top + rows + 2
+    ws.write(below - 1, 0, "Each optimizer at every learning rate", f.subtitle)
+    _grid(ws, below, per_optimizer, width=400, height=300)
+
+
+def _grid(ws, top: int, charts: list, width: int, height: int, per_row: int = 3) -> int:
+    """Charts ``per_row`` to a row from row ``top``; returns the rows they cover (at the default 20 pixels a row)."""
+    for i, chart in enumerate(charts):
         chart.set_size({"width": width, "height": height})
-        ws.insert_chart(top + 21, 0, chart, {"x_offset": (width + 8) * (slot % per_row),
-                                             "y_offset": (height + 10) * (slot // per_row)})
+        ws.insert_chart(top, 0, chart, {"x_offset": (width + 8) * (i % per_row), "y_offset": (height + 10) * (i // per_row)})
+    lines = -(-len(charts) // per_row)
+    return -(-(height + 10) * lines // 20)

@@ -1,7 +1,7 @@
 """Properties of random networks (hypothesis): 1-6 layers of 1-12 units, every activation and loss,
 biases on and off, 1-4 samples. The reference must agree with torch autograd, every workbook must stay
 within Excel's limits (checked with openpyxl's own formula tokenizer), and LibreOffice and Gnumeric must
-recompute what the workbook caches."""
+recompute what the workbook caches, for every optimizer."""
 
 import dataclasses
 import re
@@ -15,6 +15,7 @@ from openpyxl.formula.tokenizer import Token, Tokenizer
 
 from sheetprop import limits, recalc, reference
 from sheetprop.layout import TrainingLayout
+from sheetprop.update import OPTIMIZERS
 from sheetprop.workbook import build
 from tests.networks import networks
 from tests.torch_oracle import torch_gradients
@@ -89,9 +90,11 @@ def test_libreoffice_and_gnumeric_recompute_every_cached_value_of_random_network
                                                                                  tmp_path_factory, nets):
     folder = tmp_path_factory.mktemp("prop-lo")
     books = [folder / f"net{i}.xlsx" for i in range(len(nets))]
+    optimizers = list(OPTIMIZERS)
+    nets = [dataclasses.replace(net, optimizers=(optimizers[i % len(optimizers)],)) for i, net in enumerate(nets)]
     for net, book in zip(nets, books):
         build(net, [0.1, 0.5], 3, book)
     for net, book, fresh in zip(nets, books, recalc.recalculate_all(books, folder / "recalc")):
         checked = assert_recalculation_matches_cache(book, fresh, floor=1e-9)
-        assert checked >= 2 * 4 * len(TrainingLayout(net, 3).columns)
+        assert checked >= 2 * 4 * len(TrainingLayout(net, 3, optimizer=net.optimizers[0]).columns)
         assert assert_gnumeric_matches_cache(book, ssconvert, folder / f"gnumeric-{book.stem}", floor=1e-9) == checked

@@ -8,16 +8,16 @@ import pytest
 from sheetprop import workbook
 from sheetprop.book import Book, OutputError
 from sheetprop.layout import TrainingLayout, training_sheet_name
-from sheetprop.quantities import Param, Total
+from sheetprop.quantities import Grad, Param, Total
 from sheetprop.reference import train
 from tests.conftest import CLASSIC_LRS
 from tests.xlsx import chart_sheets, charts
 
 
-def test_sheets_are_network_equations_compare_then_one_per_learning_rate(classic_book):
+def test_sheets_are_network_equations_compare_gradient_check_then_one_per_learning_rate(classic_book):
     wb = openpyxl.load_workbook(classic_book, read_only=True)
-    assert wb.sheetnames[:3] == ["Network", "Equations", "Compare"]
-    assert wb.sheetnames[3:9] == [f"Training {n}" for n in range(1, 7)] == [training_sheet_name(s) for s in range(6)]
+    assert wb.sheetnames[:4] == ["Network", "Equations", "Compare", "Gradient check"]
+    assert wb.sheetnames[4:10] == [f"Training {n}" for n in range(1, 7)] == [training_sheet_name(s) for s in range(6)]
 
 
 def test_every_training_cell_is_a_formula_carrying_the_reference_value(classic_book, classic):
@@ -137,7 +137,7 @@ def test_cached_values_are_finite_at_huge_learning_rate(tmp_path, classic):
 def test_a_build_streamed_in_blocks_caches_every_value_of_the_whole_trace(classic, tmp_path, monkeypatch):
     # the reference streams blocks of rows to the writer; blocks of 7 rows put many seams in 30 iterations
     blocks = workbook.chunks
-    monkeypatch.setattr(workbook, "chunks", lambda *args: blocks(*args, size=7))
+    monkeypatch.setattr(workbook, "chunks", lambda *args, **kwargs: blocks(*args, size=7, **kwargs))
     out = tmp_path / "blocks.xlsx"
     summary = workbook.build(classic, [0.5, 2.0], 30, out)
     trace = train(classic, [0.5, 2.0], 30)
@@ -150,7 +150,7 @@ def test_a_build_streamed_in_blocks_caches_every_value_of_the_whole_trace(classi
             assert got == trace.values(q)[slot].tolist(), q
         w1 = Param(1, 0, 0)  # a filled-down column across the seams: each row refers to the one above
         assert [formulas_wb[layout.sheet][layout.cell(w1, it)].value for it in (6, 7, 8)] == [
-            f"=B{layout.row(it)}-$B$2*{layout.cell(workbook.Grad(w1), it - 1)}" for it in (6, 7, 8)]
+            f"=B{layout.row(it)}-$B$2*{layout.cell(Grad(w1), it - 1)}" for it in (6, 7, 8)]
 
 
 def test_a_diverging_run_is_reported_as_diverged_without_warnings(tmp_path, recwarn):
