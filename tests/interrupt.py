@@ -8,7 +8,7 @@ def stop_at_epoch(monkeypatch, epoch: int) -> None:
     real = loop.train_epoch
 
     def train_epoch(*args, **kwargs):
-        if args[7] == epoch:  # train_epoch's eighth argument is the epoch
+        if kwargs["epoch"] == epoch:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 

@@ -57,7 +57,7 @@ def test_an_interrupted_run_says_how_to_resume_it_and_resumes(data, tmp_path, mo
     real = trainer.run.train_epoch
 
     def stop_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:
+        if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 

@@ -53,3 +53,48 @@ def test_a_two_job_sweep_shares_one_gpu(mnist_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "two" / "compare.xlsx").is_file()
     assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.is_dir()) == ["seed1", "seed2"]
+
+
+@pytest.mark.parametrize("mode", ["graph", "compile"])
+def test_a_fast_step_trains_as_the_plain_step(mode):
+    from tests.test_trainer_step import IMAGES, train
+    from trainer.config import RunConfig
+    from trainer.step import CompiledStep, EagerStep, GraphStep
+
+    cfg = RunConfig(epochs=2, batch_size=16, ema=0.9)
+    plain, plain_results = train(EagerStep, cfg, device="cuda", dropout=False)
+    steps = []
+    fast, fast_results = train(lambda p: steps.append((GraphStep if mode == "graph" else CompiledStep)(p)) or steps[-1],
+                               cfg, device="cuda", dropout=False)
+    assert steps[0].mode == mode and IMAGES > 4 * 16  # four full batches per epoch, and a smaller last one
+    if mode == "graph":
+        assert steps[0].outputs is not None  # captured, and replayed in the second epoch
+    # the same arithmetic in other kernels (TF32, cuDNN's choices, SGD's foreach against ours): close, not equal
+    torch.testing.assert_close(fast.model.state_dict(), plain.model.state_dict(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(fast.ema.model.state_dict(), plain.ema.model.state_dict(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(fast.optimizer.state_dict(), plain.optimizer.state_dict(), rtol=1e-3, atol=1e-4)
+    assert fast.scheduler.state_dict() == plain.scheduler.state_dict() and fast.ema.updates == plain.ema.updates
+    for (loss, acc), (plain_loss, plain_acc) in zip(fast_results, plain_results):
+        assert loss == pytest.approx(plain_loss, rel=1e-3) and acc == pytest.approx(plain_acc, abs=2 / IMAGES)
+
+
+def test_the_fast_step_modes_reach_the_plain_accuracy(mnist_dir, tmp_path):
+    accuracies = {}
+    for mode in ("eager", "graph", "compile"):
+        for seed in (1, 2):
+            name = f"{mode}{seed}"
+            result = cli("run", "--no-progress", "--device", "cuda", "--step-mode", mode, "--seed", seed, "--data-dir",
+                         mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--name", name)
+            assert result.exit_code == 0 and "--step-mode" not in result.output, result.output
+            state = torch.load(tmp_path / name / "last.pt", weights_only=False)
+            accuracies.setdefault(mode, []).append(state["history"][-1]["test_acc"])
+    plain = sum(accuracies["eager"]) / 2
+    for mode in ("graph", "compile"):  # 200 test images: one seed's accuracy moves by 0.5 % per image
+        assert abs(sum(accuracies[mode]) / 2 - plain) <= 0.03, accuracies
+
+
+def test_graph_mode_with_fp16_says_so_and_steps_eagerly(mnist_dir, tmp_path):
+    result = cli("run", "--no-progress", "--device", "cuda", "--precision", "fp16", "--step-mode", "graph",
+                 "--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 64, "--out-dir", tmp_path, "--name", "fp16")
+    assert result.exit_code == 0, result.output
+    assert "--step-mode graph cannot capture fp16's gradient scaler; training steps run eagerly" in result.output

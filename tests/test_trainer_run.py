@@ -191,7 +191,7 @@ def test_resuming_a_finished_run_says_it_is_complete(one_epoch):
 def test_resume_refuses_settings_it_cannot_change_in_one_line(one_epoch):
     result = run("--resume", one_epoch[0], "--lr", 0.3)
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
-    assert "accepts only --epochs, --device, --threads, --data-dir (got --lr)" in result.output
+    assert "accepts only --epochs, --device, --threads, --step-mode, --data-dir (got --lr)" in result.output
 
 
 def test_data_order_does_not_depend_on_the_device(one_epoch):

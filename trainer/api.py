@@ -85,13 +85,14 @@ def train(config: RunConfig | str | Path | None = None, *, name: str | None = No
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str | None = None, threads: int | None = None,
-           data_dir: str | None = None, nproc: int = 1, progress: bool = True, echo: Echo | None = print) -> Run:
+           step_mode: str | None = None, data_dir: str | None = None, nproc: int = 1, progress: bool = True,
+           echo: Echo | None = print) -> Run:
     """Continue a stopped run from its last finished epoch, with the data order, dropout and schedule of an
     uninterrupted run; a finished run is returned as it is. Only the settings named here may change."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a folder")
-    changes = {"epochs": epochs, "device": device, "threads": threads, "data_dir": data_dir}
+    changes = {"epochs": epochs, "device": device, "threads": threads, "step_mode": step_mode, "data_dir": data_dir}
     cfg = resume_config(run_dir, **changes)
     done = completed_epochs(run_dir)
     say = echo or distributed.quiet

@@ -11,7 +11,7 @@ from sheetprop.cli import CommandGroup
 from sheetprop.wording import plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
-from trainer.config import NOT_SWEPT, OPTIMIZERS, PRECISIONS, SCHEDULERS, ConfigError, RunConfig
+from trainer.config import NOT_SWEPT, OPTIMIZERS, PRECISIONS, SCHEDULERS, STEP_MODES, ConfigError, RunConfig
 from trainer.data import DataError
 from trainer.device import CHOICES, DeviceError
 from trainer.loop import NaNLoss
@@ -61,6 +61,10 @@ SETTINGS = [
     click.option("--seed", type=click.IntRange(min=0), help="Random seed" + _default("seed")),
     click.option("--device", type=click.Choice(CHOICES), help="auto: CUDA, then MPS, then CPU" + _default("device")),
     click.option("--threads", type=click.IntRange(min=0), help="CPU threads; 0: one per core" + _default("threads")),
+    click.option("--step-mode", type=click.Choice(STEP_MODES),
+                 help="How a training step runs on CUDA: eager (op by op), graph (captured once as a CUDA graph and "
+                      "replayed) or compile (torch.compile, reduce-overhead); where a mode cannot run, the run says "
+                      "so and steps eagerly" + _default("step_mode")),
 ]
 
 

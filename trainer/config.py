@@ -36,6 +36,7 @@ class RunConfig:
     ema: float = 0.999  # decay per step of the weight average that is evaluated; 0: evaluate the trained weights
     precision: str = "fp32"  # the forward pass's arithmetic: fp32, or autocast to bf16 or fp16
     tta: bool = False  # evaluate the average of the model's outputs over the test image and four 1-pixel shifts
+    step_mode: str = "eager"  # how a training step runs on CUDA: op by op, replayed as one CUDA graph, or compiled
     seed: int = 1
     device: str = "auto"
     threads: int = 0  # CPU threads; 0: one per core
@@ -83,11 +84,13 @@ def arguments(settings: dict[str, Any]) -> list[str]:
             for arg in ("--" + key.replace("_", "-"), str(value))]
 
 
-EXECUTION = ("device", "threads", "data_dir", "out_dir")  # how and where a run happens, not what it computes
+# how and where a run happens, not what it computes
+EXECUTION = ("device", "threads", "step_mode", "data_dir", "out_dir")
 NOT_SWEPT = ("seed", *EXECUTION)  # a sweep takes its seeds from --seeds and varies only what runs compute
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16")  # trainer.device holds what each means
 SCHEDULERS = ("onecycle", "step", "none")
+STEP_MODES = ("eager", "graph", "compile")  # trainer.step holds what each means
 
 
 def check(cfg: RunConfig) -> RunConfig:
@@ -101,6 +104,7 @@ def check(cfg: RunConfig) -> RunConfig:
         "scheduler": (cfg.scheduler in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
         "device": (cfg.device in CHOICES, f"one of {', '.join(CHOICES)}"),
         "precision": (cfg.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        "step_mode": (cfg.step_mode in STEP_MODES, f"one of {', '.join(STEP_MODES)}"),
         "epochs": (cfg.epochs >= 1, "at least 1"),
         "batch_size": (cfg.batch_size >= 1, "at least 1"),
         "lr": (0 < cfg.lr <= 10, "above 0 and at most 10"),

@@ -28,12 +28,24 @@ class EMA:
         # counters such as BatchNorm's num_batches_tracked are copied, not averaged
         self._counters = [(averaged[k], t) for k, t in current.items() if not t.dtype.is_floating_point]
 
+    def next_weight(self) -> float:
+        """The weight of the trained model in the next update: 1 − decay, the decay lower for the first updates."""
+        updates = self.updates + 1
+        return 1 - min(self.decay, (1 + updates) / (10 + updates))
+
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the model it was made from, after one training step."""
+        weight = self.next_weight()
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self._averaged, self._current, 1 - decay)
+        self.blend(weight)
+
+    @torch.no_grad()
+    def blend(self, weight: float | torch.Tensor) -> None:
+        """The average moved by ``weight`` towards the model, uncounted. A 0-dimensional tensor ``weight`` is read
+        on the device, so a captured CUDA graph follows its value (a float would be frozen into it)."""
+        torch._foreach_lerp_(self._averaged, self._current,
+                             weight if isinstance(weight, float) else [weight] * len(self._averaged))
         for average, counter in self._counters:
             average.copy_(counter)
 

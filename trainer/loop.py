@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ from trainer import data, distributed
 from trainer.config import RunConfig
 from trainer.device import Device
 from trainer.distributed import World
-from trainer.ema import EMA
+
+if TYPE_CHECKING:
+    from trainer.step import Step
 
 SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the bar and the NaN check
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # the views test-time augmentation averages: (rows, columns)
@@ -90,39 +93,27 @@ def batch_loss(logits: torch.Tensor, y: torch.Tensor, whole: int, cfg: RunConfig
     return summed * world.size / whole, summed.detach()
 
 
-def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, device: Device, cfg: RunConfig,
-                generator: torch.Generator, epoch: int, progress: bool = True, ema: EMA | None = None,
-                world: World = World(), scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training split; returns mean loss and accuracy.
+def train_epoch(step: Step, split: data.Split, cfg: RunConfig, generator: torch.Generator, epoch: int,
+                progress: bool = True, world: World = World()) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training split, a :mod:`trainer.step` per batch; returns mean loss
+    and accuracy. The loss and the count of right predictions stay on the device, read every
+    :data:`SYNC_EVERY` batches.
 
     With several processes each takes its part of every batch (see :func:`data.batches`)."""
-    model.train()
-    n = len(split)
+    step.model.train()
+    n, on = len(split), split.labels.device
     n_batches = -(-n // cfg.batch_size)
-    losses = torch.zeros(n_batches, device=device.device)
-    correct = torch.zeros((), dtype=torch.long, device=device.device)
+    losses = torch.zeros(n_batches, device=on)
+    correct = torch.zeros((), dtype=torch.long, device=on)
     seen, checked, b = 0, 0, -1
     bar = tqdm(total=n, desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress, dynamic_ncols=True)
     augment = data.augmentation(cfg.rotation, cfg.translate)
     with bar:
         for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment, rank=world.rank,
                                                  world=world.size)):
-            with device.autocast():
-                logits = model(device.inputs(x))
-                loss, summed = batch_loss(logits, y, min(cfg.batch_size, n - b * cfg.batch_size), cfg, world)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)  # skipped, and the scale lowered, when a gradient overflowed in fp16
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update()
+            summed, right = step(x, y, min(cfg.batch_size, n - b * cfg.batch_size))
             losses[b] = summed
-            correct += (logits.argmax(1) == y).sum()
+            correct += right
             seen += len(y)
             if (b + 1) % SYNC_EVERY == 0 or b + 1 == n_batches:
                 window = losses[checked : b + 1]
@@ -134,7 +125,7 @@ def train_epoch(model: nn.Module, split: data.Split, optimizer, scheduler, devic
                 bar.set_postfix(loss=f"{float(losses[: b + 1].sum()) / seen:.4f}",
                                 acc=f"{100 * int(correct) / seen:.2f}%")
     sums = distributed.total(torch.stack([losses.sum().double(), correct.double(),
-                                          torch.tensor(float(seen), device=device.device, dtype=torch.double)]))
+                                          torch.tensor(float(seen), device=on, dtype=torch.double)]))
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
@@ -149,7 +140,7 @@ def shifted(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: int = 1000,
+def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: int | None = None,
              world: World = World(), tta: bool = False) -> Evaluation:
     """Loss, accuracy, predictions and confusion matrix on a split. With ``tta`` the model's softmax
     outputs are averaged over the image and its four 1-pixel shifts (:data:`SHIFTS`), and the loss is
@@ -163,7 +154,7 @@ def evaluate(model: nn.Module, split: data.Split, device: Device, batch_size: in
     loss = torch.zeros((), device=device.device, dtype=torch.double)
     single = torch.zeros((), device=device.device, dtype=torch.double)
     preds, confs = [], []
-    for x, y in data.batches(part, batch_size):
+    for x, y in data.batches(part, batch_size or device.eval_batch):
         views = []
         for rows, cols in SHIFTS if tta else SHIFTS[:1]:
             with device.autocast():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sheetprop import wording
-from trainer import data, distributed, models, report, runfolder
+from trainer import data, distributed, models, report, runfolder, step
 from trainer.config import EXECUTION, ConfigError, RunConfig, check, read
 from trainer.device import Device, data_generator, resolve, set_threads
 from trainer.distributed import World
@@ -65,7 +65,7 @@ def clear_for_new_run(run_dir: Path, force: bool) -> None:
         (run_dir / f).unlink(missing_ok=True)
 
 
-RESUMABLE = ("epochs", "device", "threads", "data_dir")  # settings a resumed run may change
+RESUMABLE = ("epochs", "device", "threads", "step_mode", "data_dir")  # settings a resumed run may change
 
 
 def resume_config(run_dir: Path, **changes) -> RunConfig:
@@ -277,12 +277,15 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
         echo(f"Resuming {run_dir} after epoch {state['epoch']}")
     model_summary = summarize(model)
     trained = distributed.wrap(model, device.device, world)
+    parts = step.Parts(trained, optimizer, scheduler, device, cfg, ema, scaler, world)
+    training_step = step.make(cfg.step_mode, parts, echo)
     if world.main:
         runfolder.write_config(run_dir, cfg.to_dict())
 
     rep = report.Contents(cfg.to_dict(), model_summary, history, None,
                         mnist.raw_test.numpy(), mnist.test.labels.cpu().numpy())
-    rep.facts = {"device": device.describe(), "parameters": params, "processes": world.size,
+    rep.facts = {"device": device.describe(), "training step": training_step.mode, "parameters": params,
+                 "processes": world.size,
                  "backend": world.backend or "none (one process)", "batch per process": cfg.batch_size // world.size
                  if world.size > 1 else cfg.batch_size, "BatchNorm statistics": distributed.batch_norm(device.device, world),
                  "torch": torch.__version__, "torchvision": importlib.metadata.version("torchvision"),
@@ -295,8 +298,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
     run_start = time.perf_counter()
     for epoch in range(start, cfg.epochs + 1):
         timer = Timer()
-        train_loss, train_acc = train_epoch(trained, mnist.train, optimizer, scheduler, device, cfg, generator,
-                                            epoch, progress, ema, world, scaler)
+        train_loss, train_acc = train_epoch(training_step, mnist.train, cfg, generator, epoch=epoch,
+                                            progress=progress, world=world)
         if world.size > 1 and device.type != "cuda":
             distributed.average_batch_norm(evaluated)
         ev = evaluate(evaluated, mnist.test, device, world=world, tta=cfg.tta)
@@ -322,6 +325,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, device: Device, world: W
                 state["scaler"] = scaler.state_dict()
             rep.evaluation = ev
             rep.facts.update({"epochs done": epoch, "wall time (s)": round(total_seconds, 1),
+                              "training step": training_step.mode,
                               "best test acc": max(best, ev.accuracy)})
             files = {LAST: lambda path: runfolder.save_checkpoint(state, path),
                      WORKBOOK: lambda path: report.write(path, rep),
