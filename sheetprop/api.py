@@ -18,7 +18,6 @@ from sheetprop.layout import lr_label, training_layouts
 from sheetprop.limits import LimitError
 from sheetprop.network import Network
 from sheetprop.template import check_names, check_optimizers
-from sheetprop.update import OPTIMIZERS
 from sheetprop.workbook import DEFAULT_ERROR_TARGET, Summary
 from sheetprop.workbook import build as write_workbook
 
@@ -113,9 +112,8 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     if optimizers is not None:
         try:
             net = dataclasses.replace(net, optimizers=check_optimizers(optimizers))
-        except ValueError:
-            raise BuildError(f"optimizers must be distinct names from {', '.join(OPTIMIZERS)}, got "
-                             f"{optimizers!r}") from None
+        except ValueError as exc:
+            raise BuildError(f"optimizers must be {exc}, got {optimizers!r}") from None
     check_names(net, len(lrs))  # a Network built in code has not been checked yet
     iterations = net.iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:

@@ -277,8 +277,11 @@ def check_optimizers(names) -> tuple[str, ...]:
     """Optimizer names as a tuple, each known and given once; a ValueError says what was expected."""
     expected = f"a non-empty list of distinct optimizers from {', '.join(OPTIMIZERS)}"
     names = [names] if isinstance(names, str) else list(names)
-    if not names or not all(isinstance(n, str) and n in OPTIMIZERS for n in names) or len(set(names)) < len(names):
+    if not names or not all(isinstance(n, str) and n in OPTIMIZERS for n in names):
         raise ValueError(expected)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{expected} (repeated: {', '.join(repeated)})")
     return tuple(names)
 
 
