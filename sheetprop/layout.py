@@ -88,8 +88,25 @@ def state_quantities(net: Network, optimizer: str) -> tuple[State, ...]:
     return tuple(State(p, kind, optimizer) for kind in OPTIMIZERS[optimizer].states for p in net.params)
 
 
+class ColumnGroups:
+    """A table whose column 0 labels its rows and whose columns from 1 on hold ``groups`` of quantities."""
+
+    groups: tuple[tuple[str, tuple[Quantity, ...]], ...]
+
+    @cached_property
+    def columns(self) -> tuple[Quantity, ...]:
+        return tuple(q for _, qs in self.groups for q in qs)
+
+    @cached_property
+    def _col(self) -> dict[Quantity, int]:
+        return {q: i + 1 for i, q in enumerate(self.columns)}
+
+    def col(self, q: Quantity) -> int:
+        return self._col[q]
+
+
 @dataclass(frozen=True, eq=False)
-class TrainingLayout:
+class TrainingLayout(ColumnGroups):
     """One training sheet: η at the top, then one row per iteration 0..N, for one optimizer and learning rate."""
 
     network: Network
@@ -129,17 +146,6 @@ class TrainingLayout:
                     (f"Sample {s + 1}: δ = ∂{SampleLoss(s).label(net)}/∂z", backward_quantities(net, s))]
         out += [(f"Loss ({net.reduction} over samples)", (Total(),)), grads, *state]
         return tuple(out)
-
-    @cached_property
-    def columns(self) -> tuple[Quantity, ...]:
-        return tuple(q for _, qs in self.groups for q in qs)
-
-    @cached_property
-    def _col(self) -> dict[Quantity, int]:
-        return {q: i + 1 for i, q in enumerate(self.columns)}
-
-    def col(self, q: Quantity) -> int:
-        return self._col[q]
 
     def row(self, iteration: int) -> int:
         return self.FIRST_ROW + iteration
@@ -320,7 +326,7 @@ class CompareLayout:
 
 
 @dataclass(frozen=True, eq=False)
-class GradientCheckLayout:
+class GradientCheckLayout(ColumnGroups):
     """The Gradient check sheet: per parameter, the backpropagated gradient at iteration 0 beside the central
     difference (E(p + h) − E(p − h)) / 2h; below, the forward passes that give E(p ± h), a row each."""
 
@@ -358,17 +364,6 @@ class GradientCheckLayout:
             mark = f"Sample {s + 1}: " if net.samples > 1 else ""
             out += [(f"{mark}forward pass", forward_quantities(net, s)), (f"{mark}loss", loss_quantities(net, s))]
         return tuple(out + [("E_total", (Total(),))])
-
-    @cached_property
-    def columns(self) -> tuple[Quantity, ...]:
-        return tuple(q for _, qs in self.groups for q in qs)
-
-    @cached_property
-    def _col(self) -> dict[Quantity, int]:
-        return {q: i + 1 for i, q in enumerate(self.columns)}
-
-    def col(self, q: Quantity) -> int:
-        return self._col[q]
 
     @property
     def fits(self) -> bool:
