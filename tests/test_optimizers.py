@@ -59,7 +59,7 @@ def test_every_optimizer_matches_torch_optim_with_other_hyperparameters(classic,
     assert_matches_torch(net, optimizer, learning_rate(net, optimizer), 150)
 
 
-@examples(60)
+@examples(40)
 @given(networks(), st.sampled_from(ALL), st.sampled_from([0.01, 0.05, 0.5]), st.booleans())
 def test_every_optimizer_matches_torch_optim_step_by_step_on_random_networks(net, optimizer, lr, edited):
     net = net.with_values(hyperparameters=EDITED) if edited else net
@@ -172,7 +172,8 @@ def every_template_every_optimizer(soffice, tmp_path_factory):
     folder = tmp_path_factory.mktemp("optimizers")
     books = {}
     for name in template.shipped():
-        net = dataclasses.replace(template.load(name), optimizers=ALL)
+        # wide's 283 parameters make it the slow one to read back: Adam, whose state is the largest, stands for all
+        net = dataclasses.replace(template.load(name), optimizers=("adam",) if name == "wide" else ALL)
         books[name] = (net, folder / f"{name}.xlsx")
         build(net, [0.01, 0.1] if name == "classic" else [0.05], 8, books[name][1])
     edits = {**EDITED, "lr_1": 0.3, "lr_2": 0.05}
@@ -189,7 +190,7 @@ def test_every_optimizer_recalculates_to_its_cached_values_in_libreoffice_and_gn
     # LibreOffice returns 0 for a difference of numbers within 2^-48 of each other (δs summed over units that
     # cancel after RMSprop's large first step): values below 1e-6 are compared on that scale, as verify does
     cells = assert_recalculation_matches_cache(book, fresh, floor=FLOOR)
-    states = sum(len(OPTIMIZERS[o].states) for o in ALL) * len(net.params) * 9
+    states = sum(len(OPTIMIZERS[o].states) for o in net.optimizers) * len(net.params) * 9
     assert cells > states
     assert assert_gnumeric_matches_cache(book, ssconvert, tmp_path / "gnumeric", floor=FLOOR) == cells
     setup = read_setup(SavedBook(book), SavedBook(fresh), str(book))

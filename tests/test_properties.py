@@ -58,7 +58,7 @@ def tokenizer_shape(formula: str) -> tuple[int, int, int]:
     return len(formula) - 1, deepest, most
 
 
-@examples(25)
+@examples(15)
 @given(networks())
 def test_every_formula_of_a_random_network_fits_excel(tmp_path_factory, net):
     out = tmp_path_factory.mktemp("prop") / "net.xlsx"
