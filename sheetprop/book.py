@@ -41,6 +41,7 @@ class Formats:
     input: Format
     percent_input: Format
     integer_input: Format
+    scientific_input: Format
     number: Format
     integer: Format
     percent: Format
@@ -61,6 +62,7 @@ class Formats:
             input=wb.add_format({**INPUT, "num_format": "0.000###"}),
             percent_input=wb.add_format({**INPUT, "num_format": "0.00%"}),
             integer_input=wb.add_format({**INPUT, "num_format": "0"}),
+            scientific_input=wb.add_format({**INPUT, "num_format": "0.0E+00"}),
             number=wb.add_format({"num_format": "0.000000000"}),
             integer=wb.add_format({"num_format": "0"}),
             percent=wb.add_format({"num_format": "0.00%"}),

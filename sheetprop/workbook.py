@@ -17,7 +17,6 @@ import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
 from sheetprop import diagram, limits, template
-from sheetprop.book import INPUT as INPUT_STYLE
 from sheetprop.book import Book, check_target
 from sheetprop.chainrule import Expansion
 from sheetprop.formulas import TEXT
@@ -314,7 +313,8 @@ def _hyperparameters_block(book: Book, ws, net: Network, row: int) -> int:
     for name in names:
         spec = HYPERPARAMETERS[name]
         ws.write(row, 0, f"{name} ({spec.symbol})")
-        ws.write_number(row, 1, net.hyperparameters[name], f.input)
+        value = net.hyperparameters[name]
+        ws.write_number(row, 1, value, f.scientific_input if 0 < abs(value) < 1e-3 else f.input)
         ws.write(row, 2, spec.meaning)
         cell = xl_rowcol_to_cell(row, 1)
         bounds = [f"{cell}{'>' if spec.low_open else '>='}{spec.low:g}"] + (
@@ -408,8 +408,7 @@ def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
                    f"parameter moved by h; the backpropagated gradients are iteration 0 of "
                    f"{layout.gradient_sheet.sheet}. Break a formula there and its row here disagrees.", f.note)
     ws.write(layout.H_ROW, 0, "step h", f.label)
-    ws.write_number(layout.H_ROW, layout.VALUE_COL, DEFAULT_GRADIENT_STEP, book.workbook.add_format(
-        {**INPUT_STYLE, "num_format": "0.0E+00"}))
+    ws.write_number(layout.H_ROW, layout.VALUE_COL, DEFAULT_GRADIENT_STEP, f.scientific_input)
     h_cell = xl_rowcol_to_cell(layout.H_ROW, layout.VALUE_COL)
     ws.data_validation(h_cell, {"validate": "decimal", "criteria": ">", "value": 0, "input_title": "Step h",
                                 "input_message": "A small positive number (1e-5: errors near 1e-10)",
@@ -417,13 +416,12 @@ def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
     book.define_name(GRADIENT_STEP_NAME, GRADIENT_CHECK_SHEET, xl_rowcol_to_cell(layout.H_ROW, layout.VALUE_COL, True, True))
     first, last = layout.table_row(0), layout.table_row(n - 1)
     rel_col = len(layout.TABLE_COLUMNS) - 1
+    small = book.workbook.add_format({"num_format": "0.0E+00"})
     ws.write(layout.H_ROW + 1, 0, "largest relative difference", f.label)
     ws.write_formula(layout.H_ROW + 1, layout.VALUE_COL, f"=MAX({xl_rowcol_to_cell(first, rel_col)}:"
-                     f"{xl_rowcol_to_cell(last, rel_col)})", book.workbook.add_format({"num_format": "0.0E+00"}),
-                     float(relative.max()))
+                     f"{xl_rowcol_to_cell(last, rel_col)})", small, float(relative.max()))
     book.write_row(ws, layout.TABLE_HEADER_ROW, 0, list(layout.TABLE_COLUMNS), f.header)
-    ws.set_row(layout.TABLE_HEADER_ROW, 32)
-    small = book.workbook.add_format({"num_format": "0.0E+00"})
+    ws.set_row(layout.TABLE_HEADER_ROW, 48)
     for i, p in enumerate(net.params):
         r = layout.table_row(i)
         plus, minus = layout.energy(i, 1), layout.energy(i, -1)
