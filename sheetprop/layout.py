@@ -183,6 +183,10 @@ class TrainingLayout(ColumnGroups):
         return ref
 
     @property
+    def state_columns(self) -> int:
+        return len(OPTIMIZERS[self.optimizer].states) * len(self.network.params)
+
+    @property
     def step_number(self) -> str:
         """The optimizer's step t of a row, as a formula template: its iteration + 1."""
         return f"(${xl_col_to_name(self.ITERATION_COL)}{{0}}+1)"
@@ -214,7 +218,9 @@ class TrainingLayout(ColumnGroups):
     def check(self) -> None:
         """Refuse, before anything is written, a sheet or a formula that Excel cannot hold."""
         net = self.network
-        limits.check_extent(self.last_row + 1, len(self.columns) + 1, f"a training sheet of {net.sizes}")
+        with_state = f" with {self.optimizer} (its state: {len(OPTIMIZERS[self.optimizer].states)} columns per parameter)"
+        limits.check_extent(self.last_row + 1, len(self.columns) + 1,
+                            f"a training sheet of {net.sizes}" + (with_state if self.state_columns else ""))
         last = self.row(self.iterations) + 1
         for q, template in self.row_templates.items():
             limits.check_formula(template.format(last, last - 1), f"{q.label(net)} on a training sheet")
