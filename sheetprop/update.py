@@ -225,7 +225,6 @@ def _sqrt(x: str, style: Style) -> str:
 
 
 OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (SGD(), Momentum(), Nesterov(), RMSprop(), Adam(), AdamW())}
-RULE = OPTIMIZERS["sgd"]
 
 
 def hyperparameters_used(names) -> tuple[str, ...]:
