@@ -41,7 +41,7 @@ def test_build_takes_a_network_as_a_dict_and_speaks_python_in_its_errors(tmp_pat
 def test_train_returns_the_run_and_refuses_to_overwrite_it_in_python_words(data, tmp_path):
     run = trainer.train(data_dir=data, epochs=2, batch_size=64, out_dir=str(tmp_path), name="r", progress=False,
                         echo=None)
-    assert run.path == tmp_path / "r" and run.epochs == 2 and run.params == 7594
+    assert run.path == tmp_path / "r" and run.epochs == 2 and run.params == 17290
     assert run.test_accuracy == run.history[-1]["test_acc"] == trainer.load(run.path).test_accuracy
     model = run.load_model("last")
     assert not model.training and isinstance(model(torch.zeros(1, 1, 28, 28)), torch.Tensor)

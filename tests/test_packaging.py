@@ -77,4 +77,4 @@ def test_the_installed_package_runs_from_outside_the_repository(installed, tmp_p
     run(installed, tmp_path, "sheetprop", "build", "--lr", "0.5", "--iterations", "3", "--out", "default.xlsx")
     assert (tmp_path / "default.xlsx").is_file()
     config = run(installed, tmp_path, "python", "-c", "from trainer.config import read; print(read('mnist').model)")
-    assert config.strip() == "tiny"
+    assert config.strip() == "wide"

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from sheetprop.wording import plural
 from tests.interrupt import stop_at_epoch
 from tests.mnist_fixtures import write_mnist
 from trainer import loop
@@ -33,7 +34,7 @@ def test_a_reduced_precision_run_computes_in_it_and_resumes_exactly(mnist_dir, t
               "step", "--precision", precision]
     whole = run(*common, "--name", "whole")
     assert whole.exit_code == 0, whole.output
-    assert f"cpu ({torch.get_num_threads()} threads), {precision}" in whole.output
+    assert f"cpu ({plural(torch.get_num_threads(), 'thread')}), {precision}" in whole.output
     reduced = getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[precision])
     assert seen.count(reduced) > 10 * seen.count(torch.float32)  # fp32 only in the model summary's one pass
     monkeypatch.undo()

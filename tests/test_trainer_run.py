@@ -69,7 +69,7 @@ def test_workbook_has_five_sheets_charts_and_pictures(one_epoch):
     counts = [[confusion.cell(5 + t, 3 + p).value for p in range(10)] for t in range(10)]
     assert sum(map(sum, counts)) == 120
     config = {r[0]: r[1] for r in wb["Config"].iter_rows(min_row=4, values_only=True) if r[0]}
-    assert config["seed"] == 1 and config["model"] == "tiny" and "torch" in config
+    assert config["seed"] == 1 and config["model"] == "wide" and "torch" in config
     model_rows = [r for r in wb["Model"].iter_rows(min_row=4, values_only=True) if r[0]]
     assert model_rows[0][1] == "Conv2d" and model_rows[0][4] == 3
 

@@ -10,6 +10,7 @@ from typing import Any
 import tomli_w
 
 from sheetprop.template import TemplateError, read_toml
+from trainer.models import DEFAULT_MODEL
 
 RUN_TEMPLATES = "trainer.templates"  # package data: templates/runs/*.toml
 
@@ -20,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    model: str = "tiny"
+    model: str = DEFAULT_MODEL
     epochs: int = 15
     batch_size: int = 128
     optimizer: str = "sgd"

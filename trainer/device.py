@@ -88,7 +88,7 @@ class Device:
         if self.type == "cuda":
             where = f"cuda ({torch.cuda.get_device_name(self.device)})"
         else:
-            where = f"{self.type} ({torch.get_num_threads()} threads)" if self.type == "cpu" else self.type
+            where = f"cpu ({wording.plural(torch.get_num_threads(), 'thread')})" if self.type == "cpu" else self.type
         return where if self.precision == "fp32" else f"{where}, {self.precision}"
 
 
