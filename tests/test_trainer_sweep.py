@@ -117,8 +117,9 @@ def test_compare_charts_draw_every_run_from_the_curves_sheet(swept):
 @pytest.mark.libreoffice
 def test_the_summary_counts_a_run_that_misses_the_target(soffice, swept, tmp_path):
     runs = [read_run(swept[0] / name) for name in RUN_NAMES]
-    lows = sorted(min(r.last_three) for r in runs)
-    target = (lows[0] + lows[1]) / 2  # exactly one run misses
+    lows = sorted({min(r.last_three) for r in runs})  # distinct; two runs may tie on 200 test images
+    target = (lows[0] + lows[1]) / 2 if len(lows) > 1 else lows[0] + 0.25  # the lowest run (or tied runs) miss
+    misses = sum(min(r.last_three) < target for r in runs)
     book = write(runs, tmp_path / "c.xlsx", target)
     expected = {}
     for r in runs:
@@ -126,7 +127,7 @@ def test_the_summary_counts_a_run_that_misses_the_target(soffice, swept, tmp_pat
         expected[config] = expected.get(config, 0) + (min(r.last_three) >= target)
     fresh = openpyxl.load_workbook(recalc.recalculate(book, tmp_path / "out"), data_only=True)["Summary"]
     held = {row[0]: row[6] for row in fresh.iter_rows(min_row=5, max_row=6, values_only=True)}
-    assert held == expected and sum(held.values()) == 3
+    assert held == expected and sum(held.values()) == len(runs) - misses and misses >= 1
     cached = openpyxl.load_workbook(book, data_only=True)["Summary"]
     assert {row[0]: row[6] for row in cached.iter_rows(min_row=5, max_row=6, values_only=True)} == expected
 
