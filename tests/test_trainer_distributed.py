@@ -116,7 +116,7 @@ def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist
 
 def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mnist_dir, tmp_path):
     args = ["--data-dir", mnist_dir, "--epochs", 5, "--batch-size", 64, "--out-dir", tmp_path, "--name", "k",
-            "--device", "cpu"]
+            "--device", "cpu", "--model", "tiny"]  # the smallest model: this test is about processes
     proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

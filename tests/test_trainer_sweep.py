@@ -25,7 +25,7 @@ from trainer.run import read_run
 from trainer.runfolder import completed_epochs
 
 GRID = ["--seeds", "1,2", "--set", "lr=0.05,0.1", "--epochs", "3", "--batch-size", "64", "--jobs", "2",
-        "--no-progress", "--name", "grid"]
+        "--model", "tiny", "--no-progress", "--name", "grid"]  # the smallest model: these tests are about sweeps
 RUN_NAMES = ["lr=0.05-seed1", "lr=0.05-seed2", "lr=0.1-seed1", "lr=0.1-seed2"]
 
 
