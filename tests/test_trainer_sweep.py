@@ -38,12 +38,14 @@ def swept(tmp_path_factory):
     """A 2 × 2 sweep interrupted in its first runs, then run again to the end: (folder, both outputs)."""
     data = write_mnist(tmp_path_factory.mktemp("mnist"), n_train=2000, n_test=200, gz=True)
     out = tmp_path_factory.mktemp("sweeps")
-    first = subprocess.Popen(sweep_command(data, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # started as a script's `cmd &` or nohup starts it (SIGINT ignored, and so in its runs), then stopped with kill
+    first = subprocess.Popen(sweep_command(data, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 120
     while not any(0 < completed_epochs(out / "grid" / name) < 3 for name in RUN_NAMES):  # a checkpoint mid-run
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
         time.sleep(0.05)
-    first.send_signal(signal.SIGINT)
+    first.send_signal(signal.SIGTERM)
     interrupted = first.communicate(timeout=120)[0]
     assert first.returncode == 130, interrupted
     again = subprocess.run(sweep_command(data, out), capture_output=True, text=True, timeout=300)

@@ -164,7 +164,9 @@ def _run(jobs: list[Job], folder: Path, workers: int, target: float, progress: b
                 bar.refresh()
         except KeyboardInterrupt:
             for r in running.values():
-                r.proc.send_signal(signal.SIGINT)  # each run keeps its last complete epoch
+                # each run keeps its last complete epoch; SIGTERM, which a run takes as Ctrl-C, because a sweep
+                # started in the background (`&` in a script, nohup) passes SIGINT on to its runs ignored
+                r.proc.send_signal(signal.SIGTERM)
             for r in running.values():
                 r.proc.wait()
                 r.log.close()
