@@ -251,7 +251,8 @@ def summary(model: str) -> None:
 @main.command()
 def models() -> None:
     """List the models with their parameter counts."""
-    from trainer.models import count_parameters, create
+    from trainer.models import DEFAULT_MODEL, count_parameters, create
 
     for name, spec in MODELS.items():
-        click.echo(f"{name:<8} {count_parameters(create(name)):>7,} params  {spec.description}")
+        default = "default: " if name == DEFAULT_MODEL else ""
+        click.echo(f"{name:<8} {count_parameters(create(name)):>7,} params  {default}{spec.description}")

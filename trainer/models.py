@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-DEFAULT_MODEL = "wide"  # the smallest model measured to hold 99.45% on every seed (README: "A model with a margin")
+DEFAULT_MODEL = "wide"  # the smallest model measured to hold 99.45% on every seed (README: "How the default was chosen")
 MAX_PARAMS = 20_000
 
 
@@ -62,8 +62,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("tiny", "the smallest (the default before wide): "
-                  "conv 8-16, pool, conv 12(pad)-12-12-16, GAP, dropout, FC",
+        ModelSpec("tiny", "the smallest: conv 8-16, pool, conv 12(pad)-12-12-16, GAP, dropout, FC",
                   lambda: Net([(8, 0), (16, 0)], [(12, 1), (12, 0), (12, 0), (16, 0)], dropout=0.01)),
         ModelSpec("deep", "conv 8-16, pool, conv 12(pad)-12-12-16-16, GAP, dropout, FC (tiny with one more layer)",
                   lambda: Net([(8, 0), (16, 0)], [(12, 1), (12, 0), (12, 0), (16, 0), (16, 0)], dropout=0.01)),
@@ -71,8 +70,7 @@ MODELS: dict[str, ModelSpec] = {
                   lambda: Net([(8, 0), (16, 0)], [(12, 0), (12, 0), (16, 0), (16, 1)], dropout=0.05, squeeze=8)),
         ModelSpec("small", "wider: 10-16, pool, 16(pad)-20-24, GAP, dropout, FC",
                   lambda: Net([(10, 0), (16, 0)], [(16, 1), (20, 0), (24, 0)], dropout=0.03)),
-        ModelSpec("wide", "default: conv 8-16, pool, conv 16(pad)-20-24-28, GAP, dropout, FC "
-                  "(tiny's first stage, wider after)",
+        ModelSpec("wide", "conv 8-16, pool, conv 16(pad)-20-24-28, GAP, dropout, FC (tiny's first stage, wider after)",
                   lambda: Net([(8, 0), (16, 0)], [(16, 1), (20, 0), (24, 0), (28, 0)], dropout=0.05)),
     )
 }
