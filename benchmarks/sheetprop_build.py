@@ -24,7 +24,6 @@ import xlsxwriter
 
 from sheetprop import template
 from sheetprop.layout import TrainingLayout
-from sheetprop.quantities import Param
 from sheetprop.reference import train
 from sheetprop.workbook import Plan, build
 
@@ -51,13 +50,12 @@ def bare(path: Path, name: str, iterations: int) -> float:
     for slot, layout in enumerate(plan.training):
         ws = wb.add_worksheet(layout.sheet)
         values = np.column_stack([trace.values(q)[slot] for q in layout.columns]).tolist()
-        columns = [(layout.col(q), layout.row_templates[q], isinstance(q, Param) and layout.first_row_formula(q))
-                   for q in layout.columns]
+        columns = [(layout.col(q), layout.row_templates[q], layout.first_row_templates[q]) for q in layout.columns]
         for it in range(iterations + 1):
             r = layout.row(it)
             ws.write_number(r, 0, it)
             for (col, formula, first), value in zip(columns, values[it]):
-                ws.write_formula(r, col, first if it == 0 and first else formula.format(r + 1, r), fmt, value)
+                ws.write_formula(r, col, (first if it == 0 else formula).format(r + 1, r), fmt, value)
     wb.close()
     return time.perf_counter() - start
 

@@ -4,8 +4,9 @@ Templates use ``{z}`` for the pre-activation, ``{a}`` for the activation, ``{t}`
 target, ``{t_sum}`` for the sum of the sample's targets and ``{n}`` for the number of outputs;
 softmax also uses ``{max}`` (the cell holding the largest z of the layer) and ``{sum_exp}`` (the
 cell holding Σ EXP(z_k − max)). Excel templates
-must stay free of error values for any finite input: no EXP of a large positive number, no LN
-of zero, no division that can reach zero.
+must stay free of error values for any finite input in every engine: no EXP of a large positive number,
+no LN of zero, no division that can reach zero, and no ``^`` (LibreOffice answers #NUM! where a power
+underflows; a square is written as a product, which underflows to 0 as numpy's does).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Activation:
     text: str
     text_derivative: str
     vector: bool = False  # the unit's value depends on the whole layer (softmax)
+    kinked: bool = False  # not differentiable at z = 0 (its derivative there is torch's choice)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ ACTIVATIONS: dict[str, Activation] = {
             value=np.tanh,
             derivative=lambda z, a: 1.0 - a * a,
             excel="TANH({z})",
-            excel_derivative="(1-{a}^2)",
+            excel_derivative="(1-{a}*{a})",
             text="tanh({z})",
             text_derivative="(1−{a}²)",
         ),
@@ -90,6 +92,7 @@ ACTIVATIONS: dict[str, Activation] = {
             excel_derivative="IF({z}>0,1,0)",
             text="max({z}, 0)",
             text_derivative="[{z}>0]",
+            kinked=True,
         ),
         Activation(
             name="leaky_relu",
@@ -100,6 +103,7 @@ ACTIVATIONS: dict[str, Activation] = {
             excel_derivative="IF({z}>0,1,0.01)",
             text="max({z}, 0.01·{z})",
             text_derivative="(1 if {z}>0 else 0.01)",
+            kinked=True,
         ),
         Activation(
             name="identity",
@@ -132,16 +136,26 @@ LOSSES: dict[str, Loss] = {
             name="l2",
             value=lambda a, t, z, n: 0.5 * (t - a) ** 2,
             gradient=lambda a, t, n: a - t,
-            excel="0.5*({t}-{a})^2",
+            excel="0.5*({t}-{a})*({t}-{a})",
             excel_gradient="({a}-{t})",
             text="½·({t} − {a})²",
             text_gradient="({a} − {t})",
         ),
         Loss(
+            # the same without the ½, as many write it by hand: its gradient is twice l2's
+            name="sse",
+            value=lambda a, t, z, n: (t - a) ** 2,
+            gradient=lambda a, t, n: 2.0 * (a - t),
+            excel="({t}-{a})*({t}-{a})",
+            excel_gradient="(2*({a}-{t}))",
+            text="({t} − {a})²",
+            text_gradient="2·({a} − {t})",
+        ),
+        Loss(
             name="mse",
             value=lambda a, t, z, n: (t - a) ** 2 / n,
             gradient=lambda a, t, n: 2.0 * (a - t) / n,
-            excel="({t}-{a})^2/{n}",
+            excel="({t}-{a})*({t}-{a})/{n}",
             excel_gradient="(2*({a}-{t})/{n})",
             text="({t} − {a})²/{n}",
             text_gradient="(2·({a} − {t})/{n})",

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from tqdm.auto import tqdm
 
 from sheetprop import template, wording
-from sheetprop.layout import lr_label, training_layouts
+from sheetprop.book import check_target
+from sheetprop.layout import lr_label
 from sheetprop.limits import LimitError
 from sheetprop.network import Network
 from sheetprop.template import check_names, check_optimizers
-from sheetprop.workbook import DEFAULT_ERROR_TARGET, Summary
+from sheetprop.update import check_settings
+from sheetprop.workbook import DEFAULT_ERROR_TARGET, Plan, Summary
 from sheetprop.workbook import build as write_workbook
+
+if TYPE_CHECKING:
+    from sheetprop.grading import Grades
 
 DEFAULT_OUT = Path("outputs/backprop.xlsx")
 
@@ -91,7 +99,7 @@ class Built:
 
 def build(template: str | Path | dict[str, Any] | Network = "classic", learning_rates: Sequence[float] | None = None,
           iterations: int | None = None, out: str | Path | None = None, force: bool = False,
-          optimizers: str | Sequence[str] | None = None) -> Built:
+          optimizers: str | Sequence[str] | None = None, progress: bool | None = None) -> Built:
     """Write the live backpropagation workbook for ``template`` (see :func:`load`) and return its summary.
 
     One training sheet per optimizer (``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adam``, ``adamw``, as
@@ -99,7 +107,10 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     to the template's; ``out`` to outputs/backprop.xlsx
     (its folder is made); an existing file is replaced only with ``force=True``. Raises
     :class:`~sheetprop.template.TemplateError`, :class:`BuildError`, :class:`~sheetprop.book.OutputError`
-    or :class:`~sheetprop.limits.LimitError` (a network too large for Excel); nothing is written then."""
+    or :class:`~sheetprop.limits.LimitError` (a network too large for Excel, or more cells than a spreadsheet
+    program can open); nothing is written then. A build expected to take more than ten seconds first says how
+    many cells, how large a file and how long, then shows its progress (``progress`` True or False: always or
+    never)."""
     net = load(template)
     if isinstance(learning_rates, (str, int, float)):
         learning_rates = [learning_rates]
@@ -114,21 +125,53 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
             net = dataclasses.replace(net, optimizers=check_optimizers(optimizers))
         except ValueError as exc:
             raise BuildError(f"optimizers must be {exc}, got {optimizers!r}") from None
-    check_names(net, len(lrs))  # a Network built in code has not been checked yet
+    try:  # the optimizers may have changed, and a Network built in code has not been checked yet
+        check_settings(net.optimizers, net.hyperparameters)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    check_names(net, len(lrs))
     iterations = net.iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise BuildError(f"iterations must be a whole number of at least 1, got {iterations!r}")
+    cost = Plan(net, tuple(lrs), iterations).cost
+    if not cost.openable:
+        raise LimitError(f"{net.name} cannot be written: {cost.refusal()}")
     if out is None:
         out = DEFAULT_OUT
         out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        summary = write_workbook(net, lrs, iterations, out, force=force)
-    except LimitError as exc:
-        raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
-    cells = sum((iterations + 1) * len(layout.columns) for layout in training_layouts(net, len(lrs), iterations))
-    return Built(Path(out), net, iterations, summary, cells)
+    shown = cost.long if progress is None else progress
+    if shown:
+        tqdm.write(f"Writing {out}: {cost}", file=sys.stderr)
+    with tqdm(total=cost.cells, unit="cell", unit_scale=True, disable=not shown, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        try:
+            summary = write_workbook(net, lrs, iterations, out, force=force, progress=bar.update)
+        except LimitError as exc:
+            raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
+    return Built(Path(out), net, iterations, summary, cost.cells)
 
 
 def list_templates() -> list[Network]:
     """The networks shipped with sheetprop (``sheetprop templates``)."""
     return template.available()
+
+
+def grade(*paths: str | Path, out: str | Path | None = None, force: bool = False,
+          progress: bool | None = None) -> Grades:
+    """Grade backpropagation workbooks built by hand: every file named and every spreadsheet in every folder
+    named. Each training table found is checked quantity by quantity against the reference for its own
+    initial values and η; the result names the first wrong cell of each column and why (see
+    :mod:`sheetprop.grading`). ``out`` also writes the class's grades as a workbook. The students' files are
+    only read. ``progress``: a bar per file (None: for more than ten files)."""
+    from sheetprop.grading import files_in, grade_files
+    from sheetprop.grading.report import write
+
+    if out is not None:
+        check_target(Path(out), force)
+    files = files_in(paths)
+    shown = len(files) > 10 if progress is None else progress
+    with tqdm(total=len(files), unit="file", disable=not shown, file=sys.stderr, dynamic_ncols=True) as bar:
+        grades = grade_files(files, progress=lambda path: bar.update())
+    if out is not None:
+        write(grades, Path(out), force=force)
+    return grades

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -28,6 +29,25 @@ class OutputError(OSError):
 
 
 INPUT = {"bg_color": "#FFF2CC", "font_color": "#0000CC", "border": 1}  # the look of a cell the reader may edit
+# Where text could be read as an escape: Excel reads _xHHHH_ as the character HHHH, LibreOffice also _xH_ … _xHHHH_
+# (input_x1_s1 shows as "input\x01s1"), Gnumeric none; the text is cut there, after the underscore.
+_ESCAPE = re.compile(r"(?<=_)(?=[xX][0-9A-Fa-f]+_)")
+
+
+class TextWorksheet(Worksheet):
+    """A worksheet whose every text shows as written in Excel, LibreOffice and Gnumeric.
+
+    A text that holds an escape's shape (``_x1_``, ``_x00A1_``) is written as runs of rich text cut after
+    each such underscore, in the cell's own font: no run holds the shape, and the runs read back as one text.
+    (xlsxwriter would write ``_x005F_x00A1_`` instead, which Gnumeric shows as it stands.)"""
+
+    def _write_string(self, row: int, col: int, string: str, cell_format: Format | None = None) -> int:
+        runs = _ESCAPE.split(string)
+        if len(runs) == 1:
+            return super()._write_string(row, col, string, cell_format)
+        font = cell_format or Format()
+        return self._write_rich_string(row, col, *[part for run in runs for part in (font, run)],
+                                       *([cell_format] if cell_format else []))
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,7 @@ class Book:
             for sig, handler in self._handlers.items():
                 signal.signal(sig, handler)
 
-    def add_sheet(self, name: str, worksheet_class: type[Worksheet] | None = None) -> Worksheet:
+    def add_sheet(self, name: str, worksheet_class: type[TextWorksheet] = TextWorksheet) -> TextWorksheet:
         """A new sheet that prints landscape, one page wide."""
         ws = self.workbook.add_worksheet(name, worksheet_class=worksheet_class)
         ws.set_landscape()

@@ -204,8 +204,8 @@ def verify(file: Path, tolerance: float) -> None:
     for sheet, total in report.beyond.items():
         found = [m for m in report.mismatches if m.sheet == sheet]
         first = [m for m in found if m.iteration == found[0].iteration]
-        click.echo(f"{sheet}: {wording.plural(total, 'cell')} beyond {tolerance:g}, the first at iteration "
-                   f"{first[0].iteration}:")
+        click.echo(f"{sheet} ({report.runs[sheet]}): {wording.plural(total, 'cell')} beyond {tolerance:g}, the first "
+                   f"at iteration {first[0].iteration}:")
         _echo_first([(m.cell, m.quantity, m.reference, m.workbook, m.difference) for m in first],
                     "cells of that iteration", "  {0} ({1}): reference {2:.17g}, workbook {3:.17g}, relative "
                     "difference {4:.3g}", shown=5)
@@ -215,3 +215,34 @@ def verify(file: Path, tolerance: float) -> None:
         raise click.ClickException(f"verification failed (tolerance {tolerance:g})")
     diverged = f" ({wording.plural(len(report.diverged), 'learning rate')} diverged)" if report.diverged else ""
     click.echo(f"OK: within {tolerance:g}{diverged}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FILE|FOLDER...")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the grades as a workbook (a row per file and table, a column per quantity).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out workbook.")
+def grade(paths: tuple[Path, ...], out: Path | None, force: bool) -> None:
+    """Grade backpropagation workbooks built by hand (files, or every spreadsheet in a folder).
+
+    Finds each training table of the 2-2-2 network (one row or column per iteration), reads its
+    initial values and η from its own cells, checks every quantity column against the reference
+    and names the first wrong cell of each, with a diagnosis in the terms of the chain rule. The
+    files are only read. Exit 0 when every table is correct, 1 when a mistake is found, 2 when a
+    file cannot be graded (the others are still graded).
+
+    \b
+    Examples:
+      sheetprop grade alice.xlsx
+      sheetprop grade submissions/ --out grades.xlsx
+    """
+    from sheetprop.api import grade as grade_workbooks
+
+    try:
+        grades = grade_workbooks(*paths, out=out, force=force)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(grades))
+    if out is not None:
+        click.echo(f"Wrote {out}")
+    sys.exit(grades.exit_code)

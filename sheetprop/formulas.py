@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from sheetprop.limits import MAX_CHOOSE_VALUES
+
 
 @dataclass(frozen=True)
 class Style:
@@ -55,3 +57,19 @@ def fill(template: str, **parts: str) -> str:
     for key, value in parts.items():
         template = template.replace("{" + key + "}", value)
     return template
+
+
+def choose(index: str, values: Sequence[str], most: int = MAX_CHOOSE_VALUES) -> str:
+    """``CHOOSE(index, values…)`` nested so that no CHOOSE holds more than ``most`` values (LibreOffice takes
+    30): CHOOSE(INT((index-1)/30)+1, CHOOSE(index, the first 30…), CHOOSE(index-30, the next…), …). One value
+    is returned as it is."""
+    if len(values) == 1:
+        return values[0]
+    if len(values) <= most:
+        return f"CHOOSE({index},{','.join(values)})"
+    size = most  # values per group, a power of ``most``, so that at most ``most`` groups hold them all
+    while size * most < len(values):
+        size *= most
+    groups = [choose(f"{index}-{start}" if start else index, values[start : start + size], most)
+              for start in range(0, len(values), size)]
+    return f"CHOOSE(INT(({index}-1)/{size})+1,{','.join(groups)})"

@@ -11,10 +11,10 @@ from functools import cached_property
 
 from xlsxwriter.utility import quote_sheetname, xl_col_to_name, xl_range_abs, xl_rowcol_to_cell
 
-from sheetprop import limits
+from sheetprop import gradcheck, limits
 from sheetprop.network import Network
 from sheetprop.quantities import (A, Delta, Grad, Input, LayerMax, LayerSumExp, LearningRate, LossTerm,
-                                  Param, Quantity, SampleGrad, SampleLoss, State, Target, Total, Z)
+                                  Param, Quantity, Row, SampleGrad, SampleLoss, State, Target, Total, Z)
 from sheetprop.update import OPTIMIZERS
 
 NETWORK_SHEET = "Network"
@@ -191,29 +191,23 @@ class TrainingLayout(ColumnGroups):
         """The optimizer's step t of a row, as a formula template: its iteration + 1."""
         return f"(${xl_col_to_name(self.ITERATION_COL)}{{0}}+1)"
 
+    def _row(self, previous: bool) -> Row:
+        """A row of this sheet as formula templates: ``{0}`` for its number, ``{1}`` for the row before's."""
+        return Row(self._ref("{0}"), self._ref("{1}") if previous else None, self.optimizer, self.step_number)
+
     @cached_property
     def row_templates(self) -> dict[Quantity, str]:
-        """Per column, its formula with ``{0}`` for this row's number and ``{1}`` for the previous row's."""
-        net = self.network
-        here, previous = self._ref("{0}"), self._ref("{1}")
+        """Per column, its formula in the rows after the first, with ``{0}`` for the row's number and ``{1}`` for
+        the previous row's."""
+        row = self._row(previous=True)
+        return {q: "=" + q.row_formula(self.network, row) for q in self.columns}
 
-        def formula(q: Quantity) -> str:
-            if isinstance(q, Param):
-                return q.update(net, here, previous, self.optimizer)
-            if isinstance(q, State):
-                return q.step(net, here, previous, self.step_number)
-            return q.formula(net, here)
-
-        return {q: "=" + formula(q) for q in self.columns}
-
-    def first_row_formula(self, q: Quantity) -> str | None:
-        """Iteration 0 takes each parameter from its initial value on the Network sheet, and the optimizer's
-        state starts from nothing (its first step); other columns repeat their template (None)."""
-        if isinstance(q, Param):
-            return "=" + q.defined_name(self.network)
-        if isinstance(q, State):
-            return "=" + q.step(self.network, self._ref("{0}"), None, self.step_number)
-        return None
+    @cached_property
+    def first_row_templates(self) -> dict[Quantity, str]:
+        """Per column, its formula at iteration 0: each parameter its initial value on the Network sheet, the
+        optimizer's state its first step, the rest as in every row."""
+        row = self._row(previous=False)
+        return {q: "=" + q.row_formula(self.network, row) for q in self.columns}
 
     def check(self) -> None:
         """Refuse, before anything is written, a sheet or a formula that Excel cannot hold."""
@@ -344,7 +338,11 @@ class GradientCheckLayout(ColumnGroups):
     TABLE_HEADER_ROW = 5
     MAX_CELLS = 20_000  # beyond this many forward-pass cells the sheet is left out (a table nobody reads whole)
     TABLE_COLUMNS = ("Parameter", "Backpropagated ∂E/∂p", "E(p + h)", "E(p − h)",
-                     "Central difference (E(p + h) − E(p − h)) / 2h", "Relative difference")
+                     "Central difference (E(p + h) − E(p − h)) / 2h", "Relative difference",
+                     "Rounding level at this h (relative)", "Units moved across a kink", "Verdict")
+    # the table's columns, in TABLE_COLUMNS' order
+    BACKPROP_COL, PLUS_COL, MINUS_COL, CENTRAL_COL, RELATIVE_COL, LEVEL_COL, KINKS_COL, VERDICT_COL = range(1, 9)
+    SUMMARY_ROW = 4  # the verdicts in one line
 
     def table_row(self, i: int) -> int:
         return self.TABLE_HEADER_ROW + 1 + i
@@ -383,18 +381,28 @@ class GradientCheckLayout(ColumnGroups):
         """Cell q of the pass that moves parameter i by sign·h: a parameter is its initial value (± h), and
         the rest is the training sheets' forward pass over this row."""
         net = self.network
-        if isinstance(q, Param):
-            moved = "" if net.params[i] != q else ("+" if sign > 0 else "-") + GRADIENT_STEP_NAME
-            return f"={q.defined_name(net)}{moved}"
         letters = {c: xl_col_to_name(n) for c, n in self._col.items()}
 
         def ref(r: Quantity) -> str:
             return r.defined_name(net) if r.editable else f"{letters[r]}{row + 1}"
 
-        return "=" + q.formula(net, ref)
+        moved = "" if q != net.params[i] else ("+" if sign > 0 else "-") + GRADIENT_STEP_NAME
+        return "=" + q.row_formula(net, Row(ref)) + moved
 
     def backpropagated(self, p: Param) -> str:
         return self.gradient_sheet.qualified(Grad(p), 0)
+
+    @cached_property
+    def kinked(self) -> tuple[Z, ...]:
+        """The z of every unit whose activation has a kink at 0 (ReLU, leaky ReLU), every sample."""
+        net = self.network
+        return tuple(Z(l, j, s) for s in range(net.samples) for l in range(1, net.depth + 1)
+                     if net.activation_of(l).kinked for j in range(net.size(l)))
+
+    def kink_pairs(self, i: int) -> list[tuple[str, str]]:
+        """(z at p + h, z at p − h) of each kinked unit, for the passes that move parameter i."""
+        return [(xl_rowcol_to_cell(self.pass_row(i, 1), self.col(z)), xl_rowcol_to_cell(self.pass_row(i, -1),
+                 self.col(z))) for z in self.kinked]
 
     def energy(self, i: int, sign: int) -> str:
         return xl_rowcol_to_cell(self.pass_row(i, sign), self.col(Total()))
@@ -405,3 +413,5 @@ class GradientCheckLayout(ColumnGroups):
         for q in self.columns:
             limits.check_formula(self.formula(q, self.last_row, len(net.params) - 1, -1), f"{q.label(net)} on the "
                                  "Gradient check sheet")
+        limits.check_formula(gradcheck.kinks_formula(self.kink_pairs(len(net.params) - 1)),
+                             "the count of units at a kink on the Gradient check sheet")

@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 Ref = Callable[["Quantity"], str]
 
 
+@dataclass(frozen=True)
+class Row:
+    """Where a training row's formula finds what it reads: this row's quantities (``here``) and the row
+    before's (``previous``; None in the first row, where the parameters start from their initial values and
+    the optimizer's state from nothing), for ``optimizer`` at its step ``t`` (a cell or a number)."""
+
+    here: Ref
+    previous: Ref | None = None
+    optimizer: str = "sgd"
+    t: str = "1"
+
+
 class Quantity:
     """Base of every quantity."""
 
@@ -44,6 +56,10 @@ class Quantity:
 
     def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
         raise TypeError(f"{self!r} is an input, not a computed quantity")
+
+    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+        """Its formula in a row of a training sheet; most quantities read only their own row."""
+        return self.formula(net, row.here, style)
 
     def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
         """(name, chain rule or None, right-hand side) of this quantity's line on the Equations sheet."""
@@ -110,12 +126,15 @@ class Param(Quantity):
         """The initial value's name on the Network sheet: w1_init, w2_11_init, b3_2_init."""
         return re.sub(r"[^A-Za-z0-9_]", "", self.label(net).replace(",", "_")) + "_init"
 
-    def update(self, net: Network, ref: Ref, previous: Ref, optimizer: str = "sgd", style: Style = EXCEL) -> str:
-        """The optimizer's update, its right-hand side taken from the previous iteration (its parameter,
-        gradient and state)."""
-        return OPTIMIZERS[optimizer].formula(previous(self), ref(LearningRate()), previous(Grad(self)),
+    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+        """Its initial value in the first row; after it, the optimizer's update from the row before (its
+        parameter, gradient and state)."""
+        if row.previous is None:
+            return self.defined_name(net)
+        previous, optimizer = row.previous, row.optimizer
+        return OPTIMIZERS[optimizer].formula(previous(self), row.here(LearningRate()), previous(Grad(self)),
                                              lambda kind: previous(State(self, kind, optimizer)),
-                                             lambda name: ref(Hyperparameter(name)), style)
+                                             lambda name: row.here(Hyperparameter(name)), style)
 
 
 @dataclass(frozen=True)
@@ -150,14 +169,14 @@ class State(Quantity):
     def values(self, trace: Trace) -> np.ndarray:
         return trace.states[self.kind][..., trace.network.param_index[self.param]]
 
-    def step(self, net: Network, ref: Ref, previous: Ref | None, t: str, style: Style = EXCEL) -> str:
-        """Its formula at step ``t`` (a cell or a number) from this row's gradient and the previous row's
-        state (``previous`` None: the first step)."""
-        p, optimizer = self.param, self.optimizer
+    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+        """Its formula at the row's step t from this row's gradient and the row before's state (none in the
+        first row: the first step)."""
+        p, optimizer, previous, here = self.param, self.optimizer, row.previous, row.here
         before = None if previous is None else (lambda kind: previous(State(p, kind, optimizer)))
-        return OPTIMIZERS[optimizer].state_formula(self.kind, ref(Grad(p)), before,
-                                                   lambda kind: ref(State(p, kind, optimizer)), t,
-                                                   lambda name: ref(Hyperparameter(name)), style)
+        return OPTIMIZERS[optimizer].state_formula(self.kind, here(Grad(p)), before,
+                                                   lambda kind: here(State(p, kind, optimizer)), row.t,
+                                                   lambda name: here(Hyperparameter(name)), style)
 
 
 # -- forward pass -----------------------------------------------------------------------------

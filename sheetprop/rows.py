@@ -21,10 +21,12 @@ from xlsxwriter.format import Format
 from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
 from xlsxwriter.worksheet import Worksheet
 
+from sheetprop.book import TextWorksheet
+
 ERROR_VALUE = "#NUM!"  # what Excel shows where the reference overflowed
 
 
-class FormulaRowsWorksheet(Worksheet):
+class FormulaRowsWorksheet(TextWorksheet):
     """A constant-memory worksheet that can write a block of filled-down formula rows as ready-made XML."""
 
     _shared = 0  # shared formulas written so far (their index, si, is unique per sheet)

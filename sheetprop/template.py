@@ -25,7 +25,7 @@ from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, ERROR_TARGET_NAME
 from sheetprop.naming import NAMINGS, defined_name_problem
 from sheetprop.network import REDUCTIONS, Layer, Network
 from sheetprop.quantities import Input, Target
-from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
+from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS, check_settings, specs
 
 PACKAGE = "sheetprop.templates"
 INITIALIZERS = ("xavier", "uniform", "normal")
@@ -264,12 +264,16 @@ def _training(data: dict, source: str) -> tuple[tuple[float, ...], int, tuple[st
         optimizers = check_optimizers(optimizers)
     except ValueError as exc:
         raise _fail(where, "optimizers" if "optimizers" in training else "optimizer", str(exc), optimizers) from None
-    hyperparameters = {}
-    for name, spec in HYPERPARAMETERS.items():
+    hyperparameters, bounds = {}, specs(optimizers)
+    for name, spec in bounds.items():
         value = _field(training, name, (int, float), where, f"a number {spec.expected}", spec.default)
-        if not spec.allows(value):
+        if name in training and not spec.allows(value):
             raise _fail(where, name, f"a number {spec.expected}", value)
         hyperparameters[name] = float(value)
+    try:
+        check_settings(optimizers, hyperparameters, given=[name for name in HYPERPARAMETERS if name in training])
+    except ValueError as exc:
+        raise TemplateError(f"{where}: {exc}") from None
     return tuple(float(v) for v in values), iterations, optimizers, hyperparameters
 
 

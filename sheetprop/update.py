@@ -9,6 +9,8 @@ row k + 1's parameters follow from row k. Every hyperparameter is a named input 
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -31,16 +33,23 @@ class HyperparameterSpec:
     high: float | None = None  # None: unbounded above
     low_open: bool = False  # the bounds: [low, high) or (low, high) when low_open
     meaning: str = ""
+    only: float | None = None  # the one value allowed (nesterov's dampening: 0), or None
+    why: str = ""  # what narrowed the bounds (for errors)
 
     def allows(self, value: float) -> bool:
+        if self.only is not None:
+            return value == self.only
         above = value > self.low if self.low_open else value >= self.low
         return bool(np.isfinite(value)) and above and (self.high is None or value < self.high)
 
     @property
     def expected(self) -> str:
         """The allowed values in words (for errors and the cell's validation message)."""
+        if self.only is not None:
+            return f"equal to {self.only:g}" + (f" ({self.why})" if self.why else "")
         left = f"{'more than' if self.low_open else 'at least'} {self.low:g}"
-        return left + ("" if self.high is None else f" and less than {self.high:g}")
+        return left + ("" if self.high is None else f" and less than {self.high:g}") + (
+            f" ({self.why})" if self.why else "")
 
 
 HYPERPARAMETERS: dict[str, HyperparameterSpec] = {h.name: h for h in (
@@ -187,8 +196,7 @@ class Adam(Optimizer):
     def state_formula(self, kind, g, previous, here, t, h, style=EXCEL):
         beta = {"m": "beta1", "v": "beta2", "m̂": "beta1", "v̂": "beta2"}[kind]
         if kind in ("m̂", "v̂"):
-            power = f"{h(beta)}{_SUPERSCRIPT.get(t, '^' + t)}" if style.text else f"{h(beta)}^{t}"
-            return f"{here(kind[0])}/(1{style.minus}{power})"
+            return f"{here(kind[0])}/(1{style.minus}{_power(h(beta), t, style)})"
         new = style.product(f"(1{style.minus}{h(beta)})", g if kind == "m" else _square(g, style))
         return new if previous is None else style.sum([style.product(h(beta), previous(kind)), new])
 
@@ -215,9 +223,23 @@ _SUPERSCRIPT = {"1": "¹", "t": "ᵗ"}
 
 
 def _square(x: str, style: Style) -> str:
+    """x²: a product in Excel, since LibreOffice's ``^`` answers #NUM! where the result underflows (below
+    about 1e-308) and the product, like numpy's, gives 0 or a subnormal number."""
     if not style.text:
-        return f"{x}^2"
+        return f"{x}*{x}" if _SIMPLE.fullmatch(x) else f"({x})*({x})"
     return f"{x}²" if x.isalnum() else f"({x})²"
+
+
+def _power(base: str, t: str, style: Style) -> str:
+    """β^t of a β in [0, 1) and a step t ≥ 1. LibreOffice's ``^`` answers #NUM! where the power underflows
+    (0.9^7000), so a power below e^-708 (about 3e-308, where numpy's result stops being a normal number and
+    1 − β^t is 1 either way) is written as 0."""
+    if style.text:
+        return f"{base}{_SUPERSCRIPT.get(t, '^' + t)}"
+    return f"IF({base}<EXP(-708/{t}),0,{base}^{t})"
+
+
+_SIMPLE = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_.]*\$?[0-9]*")  # a cell or a defined name
 
 
 def _sqrt(x: str, style: Style) -> str:
@@ -231,3 +253,32 @@ def hyperparameters_used(names) -> tuple[str, ...]:
     """The hyperparameters the optimizers ``names`` read, in :data:`HYPERPARAMETERS` order."""
     used = {h for name in names for h in OPTIMIZERS[name].hyperparameters}
     return tuple(h for h in HYPERPARAMETERS if h in used)
+
+
+_NESTEROV = "torch.optim.SGD refuses nesterov=True without momentum or with dampening"
+
+
+def specs(names) -> dict[str, HyperparameterSpec]:
+    """Every hyperparameter's bounds as the optimizers ``names`` constrain them together: with nesterov,
+    momentum must be above 0 and dampening 0 (one input holds each for every optimizer of a workbook)."""
+    out = dict(HYPERPARAMETERS)
+    if "nesterov" in names:
+        out["momentum"] = dataclasses.replace(out["momentum"], low_open=True, why=_NESTEROV)
+        out["dampening"] = dataclasses.replace(out["dampening"], only=0.0, why=_NESTEROV)
+    return out
+
+
+def check_settings(names, values: Mapping[str, float], given=()) -> None:
+    """Refuse, in a ValueError naming the setting, what torch.optim would refuse for the optimizers ``names``
+    (a value out of bounds, nesterov with dampening or without momentum), and a hyperparameter in ``given``
+    that none of them reads."""
+    used = hyperparameters_used(names)
+    for name in given:
+        if name not in used:
+            readers = [o for o, rule in OPTIMIZERS.items() if name in rule.hyperparameters]
+            raise ValueError(f"{name} is read by {', '.join(readers)}, not by {', '.join(names)}: drop it or add "
+                             f"one of those optimizers")
+    bounds = specs(names)
+    for name in used:
+        if not bounds[name].allows(values[name]):
+            raise ValueError(f"{name} must be a number {bounds[name].expected}, got {values[name]:g}")

@@ -61,6 +61,11 @@ class Mismatch:
     difference: float
 
 
+def run_label(optimizer: str, lr: float) -> str:
+    """How a report names what a training sheet trains with: "Adam, lr=0.5"."""
+    return f"{OPTIMIZERS[optimizer].title}, lr={lr_label(lr)}"
+
+
 @dataclass(frozen=True)
 class Divergence:
     """A training sheet whose values overflow from ``iteration`` on, as the reference's do."""
@@ -68,9 +73,10 @@ class Divergence:
     sheet: str
     lr: float
     iteration: int
+    optimizer: str = "sgd"
 
     def __str__(self) -> str:
-        return f"lr={lr_label(self.lr)} (sheet {self.sheet}): diverged from iteration {self.iteration}"
+        return f"{run_label(self.optimizer, self.lr)} (sheet {self.sheet}): diverged from iteration {self.iteration}"
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Report:
     max_difference: float = 0.0  # relative, beyond rounding, over the cells where both are finite
     worst: tuple[str, str, float, float] | None = None  # sheet, cell, reference, workbook
     beyond: dict[str, int] = field(default_factory=dict)  # training sheet → cells beyond the tolerance
+    runs: dict[str, str] = field(default_factory=dict)  # training sheet → its optimizer and lr (run_label)
     mismatches: list[Mismatch] = field(default_factory=list)  # the first SHOWN of them per sheet
     diverged: list[Divergence] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # sheet, cell, value: not a divergence
@@ -248,6 +255,7 @@ def judge(report: Report, sheet: Sheet, layout: TrainingLayout, lr: float, initi
           floor: float = FLOOR) -> None:
     """Hold each row of one training sheet against one reference step from that row's parameters."""
     net, name = layout.network, layout.sheet
+    report.runs[name] = run_label(layout.optimizer, lr)
     cols = np.array([layout.col(q) for q in layout.columns])
     index = {q: i for i, q in enumerate(layout.columns)}
     rows = range(layout.FIRST_ROW, layout.last_row + 1)
@@ -311,7 +319,7 @@ def judge(report: Report, sheet: Sheet, layout: TrainingLayout, lr: float, initi
         report.errors.append((name, cell(r, c), v if (rows[r], cols[c]) in sheet.errors else repr(v)))
     overflowed = np.nonzero((~finite_got & ~finite_want & defined).any(axis=1))[0]
     if overflowed.size:
-        report.diverged.append(Divergence(name, lr, int(overflowed[0])))
+        report.diverged.append(Divergence(name, lr, int(overflowed[0]), layout.optimizer))
     judged_rows, judged_cols = set(rows), set(cols.tolist())
     report.errors += [(name, xl_rowcol_to_cell(r, c), v) for (r, c), v in sheet.errors.items()
                       if r not in judged_rows or c not in judged_cols]

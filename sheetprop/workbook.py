@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 from xlsxwriter.utility import quote_sheetname, xl_rowcol_to_cell
 
-from sheetprop import diagram, limits, template
+from sheetprop import diagram, gradcheck, limits, template
 from sheetprop.book import Book, check_target
 from sheetprop.chainrule import Expansion
+from sheetprop.cost import Cost
 from sheetprop.formulas import TEXT
 from sheetprop.layout import (
     COMPARE_SHEET,
@@ -36,10 +37,10 @@ from sheetprop.layout import (
     training_layouts,
 )
 from sheetprop.network import Network
-from sheetprop.quantities import Input, LossTerm, Quantity, State, Target, Total, Z
+from sheetprop.quantities import Input, LossTerm, Quantity, Row, Target, Total, Z
 from sheetprop.reference import Trace, chunks, evaluate
 from sheetprop.rows import ERROR_VALUE, FormulaRowsWorksheet, RowOrdered
-from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
+from sheetprop.update import OPTIMIZERS, specs
 
 META_SHEET = Meta.SHEET
 DEFAULT_ERROR_TARGET = 0.01
@@ -137,15 +138,15 @@ class Plan:
         out = {}
         for optimizer, qs in eq.updates:
             lines = []
-            for q in qs:
-                if isinstance(q, State):
-                    line = EquationLine(q, q.label(net), None, "= " + q.step(net, net.label, None, "1", TEXT),
-                                        "=" + q.step(net, eq.ref, None, "1"))
-                else:
-                    line = EquationLine(q, q.label(net) + " ←", None,
-                                        "= " + q.update(net, net.label, net.label, optimizer, TEXT),
-                                        "=" + q.update(net, eq.ref, eq.ref, optimizer))
-                lines.append(line)
+            for q in qs:  # the state of step 1 (from nothing), then each parameter after it (from iteration 0)
+                after = q in net.param_index
+
+                def row(ref):
+                    return Row(ref, ref if after else None, optimizer, "1")
+
+                lines.append(EquationLine(q, q.label(net) + (" ←" if after else ""), None,
+                                          "= " + q.row_formula(net, row(net.label), TEXT),
+                                          "=" + q.row_formula(net, row(eq.ref))))
             out[optimizer] = lines
         return out
 
@@ -161,11 +162,26 @@ class Plan:
             return None
         return layout
 
+    @cached_property
+    def cost(self) -> Cost:
+        """The formula cells of the training sheets, and what writing them takes."""
+        return Cost(sum((self.iterations + 1) * len(layout.columns) for layout in self.training),
+                    self.iterations * len(self.network.optimizers))
+
     def check(self) -> None:
-        """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold."""
+        """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold, or too large for any
+        spreadsheet program to open."""
         net = self.network
+        if not self.cost.openable:
+            raise limits.LimitError(self.cost.refusal())
         limits.check_text(net.description, "the template's description")
         rates = len(self.learning_rates)
+        if len(self.training) > diagram.MAX_TRAINING_SHEETS:
+            made = f"{len(net.optimizers)} optimizers × {rates}" if len(net.optimizers) > 1 else f"{rates}"
+            raise limits.LimitError(
+                f"{made} learning rates need {len(self.training)} training sheets; a workbook holds at most "
+                f"{diagram.MAX_TRAINING_SHEETS} (the network diagram picks among them in one formula, and Excel "
+                f"allows {limits.MAX_FORMULA_CHARS:,} characters in a formula)")
         for layout in self.training[::rates]:  # an optimizer's sheets have the same shape and formulas
             layout.check()
         limits.check_extent(self.equations.last_row + 1, EquationsLayout.VALUE_COL + 1, "the Equations sheet")
@@ -175,9 +191,10 @@ class Plan:
             limits.check_text(line.equation, what)
 
 
-def build(net: Network, learning_rates: list[float], iterations: int, out: str | Path,
-          force: bool = False) -> list[Summary]:
-    """Check that the workbook fits in Excel, compute the reference trace and write it to ``out`` atomically."""
+def build(net: Network, learning_rates: list[float], iterations: int, out: str | Path, force: bool = False,
+          progress: Callable[[int], None] | None = None) -> list[Summary]:
+    """Check that the workbook fits in Excel, compute the reference trace and write it to ``out`` atomically;
+    ``progress`` is told the training cells of each block as they are written."""
     check_target(Path(out), force)
     plan = Plan(net, tuple(learning_rates), iterations)
     plan.check()
@@ -198,6 +215,8 @@ def build(net: Network, learning_rates: list[float], iterations: int, out: str |
                 tally.add(block)
             for layout, write in zip(plan.training, sheets):
                 write(by_optimizer[layout.optimizer])
+                if progress is not None:
+                    progress(len(blocks[0].total[0]) * len(layout.columns))
         summaries = [s for tally in tallies for s in tally.summaries()]
         _compare_sheet(book, compare, plan, summaries)
         _meta_sheet(book, plan)
@@ -310,17 +329,18 @@ def _hyperparameters_block(book: Book, ws, net: Network, row: int) -> int:
     ws.write(row, 0, "Optimizer hyperparameters", f.subtitle)
     book.write_row(ws, row + 1, 0, ["Name", "Value", "Meaning"], f.header)
     row += 2
+    bounds = specs(net.optimizers)
     for name in names:
-        spec = HYPERPARAMETERS[name]
+        spec = bounds[name]
         ws.write(row, 0, f"{name} ({spec.symbol})")
         value = net.hyperparameters[name]
         ws.write_number(row, 1, value, f.scientific_input if 0 < abs(value) < 1e-3 else f.input)
         ws.write(row, 2, spec.meaning)
         cell = xl_rowcol_to_cell(row, 1)
-        bounds = [f"{cell}{'>' if spec.low_open else '>='}{spec.low:g}"] + (
-            [] if spec.high is None else [f"{cell}<{spec.high:g}"])
+        conditions = [f"{cell}={spec.only:g}"] if spec.only is not None else [
+            f"{cell}{'>' if spec.low_open else '>='}{spec.low:g}"] + ([] if spec.high is None else [f"{cell}<{spec.high:g}"])
         message = f"{spec.symbol}: a number {spec.expected}."
-        ws.data_validation(cell, {"validate": "custom", "value": f"=AND(ISNUMBER({cell}),{','.join(bounds)})",
+        ws.data_validation(cell, {"validate": "custom", "value": f"=AND(ISNUMBER({cell}),{','.join(conditions)})",
                                   "input_title": name, "input_message": message,
                                   "error_title": name, "error_message": message})
         book.define_name(name, NETWORK_SHEET, xl_rowcol_to_cell(row, 1, True, True))
@@ -377,7 +397,7 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
         for line in lines:
             r = eq.update_rows[(optimizer, line.quantity)]
             q = line.quantity
-            value = start.values(q)[0, 0] if isinstance(q, State) else start.params[0, 1, net.param_index[q]]
+            value = start.values(q)[0, 1 if q in net.param_index else 0]  # a parameter after the step
             ws.write(r, eq.NAME_COL, line.name, f.label)
             ws.write_string(r, eq.EQUATION_COL, line.equation)
             ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(value)))
@@ -385,21 +405,50 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
 
 
 # -- Gradient check sheet ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class GradientCheck:
+    """The Gradient check sheet's numbers as the reference computes them, per parameter."""
+
+    passes: Trace  # row 2i: parameter i moved by +h, row 2i + 1: by −h
+    backprop: np.ndarray
+    energy: np.ndarray  # E_total of each pass
+    central: np.ndarray
+    relative: np.ndarray
+    rounding: np.ndarray
+    kinks: np.ndarray
+    verdicts: list[str]
+
+
+def check_gradients(layout: GradientCheckLayout, h: float) -> GradientCheck:
+    """Every parameter's central difference at step ``h`` against backpropagation, judged (see
+    :mod:`sheetprop.gradcheck`)."""
+    net = layout.network
+    n = len(net.params)
+    initial = np.array([net.initial(p) for p in net.params])
+    moved = np.repeat(initial[None, :], 2 * n, axis=0)
+    moved[0::2] += h * np.eye(n)
+    moved[1::2] -= h * np.eye(n)
+    passes = evaluate(net, moved)
+    grads = evaluate(net, initial[None, :]).grads[0]
+    energy = passes.total
+    central = (energy[0::2] - energy[1::2]) / (2 * h)
+    scale = np.maximum(np.maximum(np.abs(central), np.abs(grads)), 1e-300)
+    relative = np.abs(central - grads) / scale
+    kinks = np.array([sum(float((passes.values(z)[2 * i] > 0) != (passes.values(z)[2 * i + 1] > 0))
+                          for z in layout.kinked) for i in range(n)])
+    rounding = gradcheck.level(energy[0::2], energy[1::2], central, grads, h)
+    verdicts = [gradcheck.verdict(*v) for v in zip(relative, rounding, kinks)]
+    return GradientCheck(passes, grads, energy, central, relative, rounding, kinks, verdicts)
+
+
 def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
     """Backpropagation confirmed by the definition of the derivative, from the sheet's own forward passes."""
     f, net = book.formats, layout.network
     ws = book.add_sheet(GRADIENT_CHECK_SHEET)
     n = len(net.params)
-    initial = np.array([net.initial(p) for p in net.params])
-    moved = np.repeat(initial[None, :], 2 * n, axis=0)
-    moved[0::2] += DEFAULT_GRADIENT_STEP * np.eye(n)
-    moved[1::2] -= DEFAULT_GRADIENT_STEP * np.eye(n)
-    passes = evaluate(net, moved)  # row 2i: parameter i + h, row 2i + 1: − h
-    grads = evaluate(net, initial[None, :]).grads[0]
-    energy = passes.total
-    central = (energy[0::2] - energy[1::2]) / (2 * DEFAULT_GRADIENT_STEP)
-    scale = np.maximum(np.maximum(np.abs(central), np.abs(grads)), 1e-300)
-    relative = np.abs(central - grads) / scale
+    check = check_gradients(layout, DEFAULT_GRADIENT_STEP)
+    passes, grads, energy, central, relative = check.passes, check.backprop, check.energy, check.central, check.relative
+    rounding, kinks, verdicts = check.rounding, check.kinks, check.verdicts
 
     ws.set_column(0, 0, 26)
     ws.set_column(1, len(layout.columns), 14)
@@ -415,24 +464,36 @@ def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
                                 "error_title": "Step h", "error_message": "h must be a positive number."})
     book.define_name(GRADIENT_STEP_NAME, GRADIENT_CHECK_SHEET, xl_rowcol_to_cell(layout.H_ROW, layout.VALUE_COL, True, True))
     first, last = layout.table_row(0), layout.table_row(n - 1)
-    rel_col = len(layout.TABLE_COLUMNS) - 1
     small = book.workbook.add_format({"num_format": "0.0E+00"})
+
+    def column(col: int) -> str:
+        return f"{xl_rowcol_to_cell(first, col)}:{xl_rowcol_to_cell(last, col)}"
+
     ws.write(layout.H_ROW + 1, 0, "largest relative difference", f.label)
-    ws.write_formula(layout.H_ROW + 1, layout.VALUE_COL, f"=MAX({xl_rowcol_to_cell(first, rel_col)}:"
-                     f"{xl_rowcol_to_cell(last, rel_col)})", small, float(relative.max()))
+    ws.write_formula(layout.H_ROW + 1, layout.VALUE_COL, f"=MAX({column(layout.RELATIVE_COL)})", small,
+                     float(relative.max()))
+    ws.write(layout.SUMMARY_ROW, 0, "verdict", f.label)
+    ws.write_formula(layout.SUMMARY_ROW, layout.VALUE_COL, gradcheck.summary_formula(column(layout.VERDICT_COL), n),
+                     f.label, gradcheck.summary(verdicts))
     book.write_row(ws, layout.TABLE_HEADER_ROW, 0, list(layout.TABLE_COLUMNS), f.header)
     ws.set_row(layout.TABLE_HEADER_ROW, 48)
     for i, p in enumerate(net.params):
         r = layout.table_row(i)
-        plus, minus = layout.energy(i, 1), layout.energy(i, -1)
-        c = [xl_rowcol_to_cell(r, col) for col in range(rel_col + 1)]
+        c = [xl_rowcol_to_cell(r, col) for col in range(len(layout.TABLE_COLUMNS))]
         ws.write(r, 0, p.label(net), f.label)
-        ws.write_formula(r, 1, "=" + layout.backpropagated(p), f.number, _cached(float(grads[i])))
-        ws.write_formula(r, 2, f"={plus}", f.number, _cached(float(energy[2 * i])))
-        ws.write_formula(r, 3, f"={minus}", f.number, _cached(float(energy[2 * i + 1])))
-        ws.write_formula(r, 4, f"=({c[2]}-{c[3]})/(2*{GRADIENT_STEP_NAME})", f.number, _cached(float(central[i])))
-        ws.write_formula(r, 5, f"=ABS({c[4]}-{c[1]})/MAX(ABS({c[4]}),ABS({c[1]}),1E-300)", small,
-                         _cached(float(relative[i])))
+        ws.write_formula(r, layout.BACKPROP_COL, "=" + layout.backpropagated(p), f.number, _cached(float(grads[i])))
+        ws.write_formula(r, layout.PLUS_COL, f"={layout.energy(i, 1)}", f.number, _cached(float(energy[2 * i])))
+        ws.write_formula(r, layout.MINUS_COL, f"={layout.energy(i, -1)}", f.number, _cached(float(energy[2 * i + 1])))
+        ws.write_formula(r, layout.CENTRAL_COL, f"=({c[layout.PLUS_COL]}-{c[layout.MINUS_COL]})/(2*{GRADIENT_STEP_NAME})",
+                         f.number, _cached(float(central[i])))
+        ws.write_formula(r, layout.RELATIVE_COL, f"=ABS({c[layout.CENTRAL_COL]}-{c[layout.BACKPROP_COL]})/MAX(ABS("
+                         f"{c[layout.CENTRAL_COL]}),ABS({c[layout.BACKPROP_COL]}),1E-300)", small, _cached(float(relative[i])))
+        ws.write_formula(r, layout.LEVEL_COL, gradcheck.level_formula(
+            c[layout.PLUS_COL], c[layout.MINUS_COL], c[layout.CENTRAL_COL], c[layout.BACKPROP_COL], GRADIENT_STEP_NAME),
+            small, _cached(float(rounding[i])))
+        ws.write_formula(r, layout.KINKS_COL, gradcheck.kinks_formula(layout.kink_pairs(i)), None, float(kinks[i]))
+        ws.write_formula(r, layout.VERDICT_COL, gradcheck.verdict_formula(
+            c[layout.RELATIVE_COL], c[layout.LEVEL_COL], c[layout.KINKS_COL]), f.label, verdicts[i])
     for title, qs in layout.groups:
         a, b = layout.col(qs[0]), layout.col(qs[-1])
         if a == b:
@@ -484,7 +545,7 @@ def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callabl
     r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
     ws.write_number(r, layout.ITERATION_COL, 0)
     for q in layout.columns:
-        formula = (layout.first_row_formula(q) or layout.row_templates[q]).format(r + 1, r)
+        formula = layout.first_row_templates[q].format(r + 1, r)
         ws.write_formula(r, layout.col(q), formula, f.number, _cached(float(start.values(q)[slot, 0])))
     cells = [(layout.col(q), layout.row_templates[q], f.number) for q in layout.columns]
     rows = ws.formula_rows(layout.row(1), layout.ITERATION_COL, layout.iterations, cells)

@@ -44,3 +44,16 @@ def ssconvert():
             pytest.fail("Gnumeric (ssconvert) is required in CI")
         pytest.skip("Gnumeric is not installed")
     return found
+
+
+@pytest.fixture(scope="session")
+def formulas_engine():
+    """The `formulas` package (Excel's function semantics in Python, a test extra); like LibreOffice and
+    Gnumeric, its absence skips a test locally and fails it in CI."""
+    try:
+        import formulas
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the formulas package is required in CI (pip install -c constraints.txt -e '.[test]')")
+        pytest.skip("the formulas package is not installed")
+    return formulas

@@ -30,7 +30,7 @@ def test_training_row_templates_refer_to_this_row_and_the_previous_one(classic):
     layout = TrainingLayout(classic, 10, "Training 3")
     w1 = Param(1, 0, 0)
     assert layout.row_templates[w1].format(8, 7) == f"=B7-$B$2*{layout.cell(Grad(w1), 2)[:-1]}7"
-    assert layout.first_row_formula(w1) == "=w1_init"
+    assert layout.first_row_templates[w1] == "=w1_init"
     assert layout.row_templates[Z(1, 0)].format(8, 7) == "=B8*input_i1+C8*input_i2"
     delta_h1 = layout.cell(Delta(1, 0), 3).rstrip("0123456789")
     assert layout.row_templates[Grad(w1)].format(8, 7) == f"={delta_h1}8*input_i1"

@@ -120,7 +120,8 @@ def test_verify_command_catches_a_broken_formula(soffice, classic_book, tmp_path
     wb.save(broken)
     result = CliRunner().invoke(main, ["verify", str(broken)])
     assert result.exit_code == 1
-    assert f"{training_sheet_name(3)}: 1 cell beyond 1e-09, the first at iteration 34:\n  F40 (w5): " in result.output
+    assert (f"{training_sheet_name(3)} (Gradient descent, lr=0.8): 1 cell beyond 1e-09, the first at iteration 34:\n"
+            "  F40 (w5): ") in result.output
     assert "verification failed" in result.output
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sheetprop
 from sheetprop import recalc, reference, template
 from sheetprop.cli import main
 from sheetprop.layout import GRADIENT_CHECK_SHEET, GRADIENT_STEP_NAME, GradientCheckLayout, training_layouts
@@ -91,6 +92,10 @@ def test_templates_choose_optimizers_and_hyperparameters():
     assert again.optimizers == net.optimizers and again.hyperparameters == net.hyperparameters
     data["training"].pop("optimizers")
     data["training"]["optimizer"] = "rmsprop"
+    with pytest.raises(TemplateError, match="momentum is read by momentum, nesterov, not by rmsprop"):
+        template.from_dict(data)  # a hyperparameter the optimizer would not read is not dropped in silence
+    for name in ("beta1", "momentum"):
+        data["training"].pop(name)
     assert template.from_dict(data).optimizers == ("rmsprop",)
 
 
@@ -103,6 +108,15 @@ def test_templates_choose_optimizers_and_hyperparameters():
     ({"eps": 0}, "field 'eps' must be a number more than 0"),
     ({"weight_decay": -0.1}, "field 'weight_decay' must be a number at least 0"),
     ({"betas": [0.9, 0.99]}, "unknown key 'betas'; did you mean 'beta2'?"),
+    # what torch.optim.SGD refuses: nesterov with dampening or without momentum
+    ({"optimizer": "nesterov", "momentum": 0}, "field 'momentum' must be a number more than 0 and less than 1 "
+                                               "(torch.optim.SGD refuses nesterov=True without momentum"),
+    ({"optimizers": ["momentum", "nesterov"], "dampening": 0.1}, "field 'dampening' must be a number equal to 0 "
+                                                                 "(torch.optim.SGD refuses nesterov=True"),
+    ({"optimizer": "nesterov", "dampening": 0.5}, "field 'dampening' must be a number equal to 0"),
+    # a hyperparameter no optimizer of the template reads
+    ({"optimizer": "sgd", "momentum": 0.5}, "momentum is read by momentum, nesterov, not by sgd: drop it"),
+    ({"optimizers": ["adam", "rmsprop"], "weight_decay": 0.1}, "weight_decay is read by adamw, not by adam, rmsprop"),
 ])
 def test_a_template_with_wrong_optimizer_settings_is_refused_in_one_line(training, message):
     data = template.to_dict(template.load("classic"))
@@ -272,3 +286,19 @@ def test_a_broken_backpropagation_formula_fails_the_gradient_check_and_a_broken_
     assert not report.ok()
     found = {(mismatch.iteration, mismatch.quantity) for mismatch in report.mismatches}
     assert (4, m.label(net)) in found and (0, delta.label(net)) in found
+
+
+@pytest.mark.parametrize("optimizers, hyperparameters, message", [
+    (["nesterov"], {"momentum": 0.0}, "momentum must be a number more than 0"),
+    (["momentum", "nesterov"], {"dampening": 0.2}, "dampening must be a number equal to 0"),
+])
+def test_the_api_refuses_what_torch_refuses_for_the_optimizers_it_is_given(optimizers, hyperparameters, message,
+                                                                            tmp_path):
+    """The optimizers of a build replace the template's, so its settings are checked again against them."""
+    net = template.load("classic").with_values(hyperparameters=hyperparameters)
+    with pytest.raises(sheetprop.api.BuildError, match=message):
+        sheetprop.build(net, optimizers=optimizers, iterations=2, out=tmp_path / "x.xlsx")
+    assert not (tmp_path / "x.xlsx").exists()
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):  # the oracle
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, nesterov=True, momentum=0.9 if
+                        "dampening" in hyperparameters else 0.0, dampening=hyperparameters.get("dampening", 0.0))

@@ -55,8 +55,30 @@ def test_a_two_job_sweep_shares_one_gpu(mnist_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.is_dir()) == ["seed1", "seed2"]
 
 
+@pytest.fixture
+def exact_kernels(monkeypatch):
+    """Full fp32 and cuDNN's deterministic kernels, not autotuned, in each run a test makes through
+    tests.test_trainer_step's helpers: trainer.device.resolve turns on TF32 and cudnn.benchmark for a run, and with
+    them two runs of the same step already part by more than rounding (TF32 keeps 10 bits of each product, and
+    the autotuner may pick other kernels in each run)."""
+    from tests import test_trainer_step as helpers
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32
+    real = helpers.resolve
+
+    def resolve(*args, **kwargs):
+        device = real(*args, **kwargs)
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = False, True, False, False
+        return device
+
+    monkeypatch.setattr(helpers, "resolve", resolve)
+    yield
+    cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("mode", ["graph", "compile"])
-def test_a_fast_step_trains_as_the_plain_step(mode):
+def test_a_fast_step_trains_as_the_plain_step(mode, exact_kernels):
     from tests.test_trainer_step import IMAGES, train
     from trainer.config import RunConfig
     from trainer.step import CompiledStep, EagerStep, GraphStep
@@ -69,10 +91,13 @@ def test_a_fast_step_trains_as_the_plain_step(mode):
     assert steps[0].mode == mode and IMAGES > 4 * 16  # four full batches per epoch, and a smaller last one
     if mode == "graph":
         assert steps[0].outputs is not None  # captured, and replayed in the second epoch
-    # the same arithmetic in other kernels (TF32, cuDNN's choices, SGD's foreach against ours): close, not equal
+    # the same fp32 arithmetic in other kernels (compiled, fused, SGD's foreach against ours): close, not equal
     torch.testing.assert_close(fast.model.state_dict(), plain.model.state_dict(), rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(fast.ema.model.state_dict(), plain.ema.model.state_dict(), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(fast.optimizer.state_dict(), plain.optimizer.state_dict(), rtol=1e-3, atol=1e-4)
+    # the momentum buffers sum ten steps' gradients, which Inductor's fused reductions order otherwise than cuDNN:
+    # on an H200 two of them moved by up to 6.9e-4 (their largest entries about 0.07) in compile mode
+    torch.testing.assert_close(fast.optimizer.state_dict(), plain.optimizer.state_dict(), rtol=1e-3,
+                               atol=2e-3 if mode == "compile" else 1e-4)
     assert fast.scheduler.state_dict() == plain.scheduler.state_dict() and fast.ema.updates == plain.ema.updates
     for (loss, acc), (plain_loss, plain_acc) in zip(fast_results, plain_results):
         assert loss == pytest.approx(plain_loss, rel=1e-3) and acc == pytest.approx(plain_acc, abs=2 / IMAGES)

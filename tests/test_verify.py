@@ -129,7 +129,7 @@ def test_a_diverging_run_is_reported_as_diverged_from_its_iteration(soffice, tmp
 
     result = CliRunner().invoke(main, ["verify", str(book)])
     assert result.exit_code == 0, result.output
-    assert f"lr=10 (sheet {sheets[1]}): diverged from iteration {first}:" in result.output
+    assert f"\nGradient descent, lr=10 (sheet {sheets[1]}): diverged from iteration {first}:" in result.output
     assert "error value" not in result.output and "OK: within 1e-09 (1 learning rate diverged)" in result.output
 
 

@@ -23,6 +23,7 @@ def torch_loss(net, p: torch.Tensor) -> torch.Tensor:
     t = torch.tensor(net.targets, dtype=torch.float64)
     per_sample = {
         "l2": lambda: 0.5 * ((t - act) ** 2).sum(1),
+        "sse": lambda: ((t - act) ** 2).sum(1),
         "mse": lambda: ((t - act) ** 2).mean(1),
         "softmax_cross_entropy": lambda: -(t * torch.log_softmax(z, dim=1)).sum(1),
     }[net.loss]()

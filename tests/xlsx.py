@@ -1,13 +1,16 @@
 """Helpers for reading workbooks back: recalculated values against cached ones, charts and raw XML."""
 
 import csv
+import math
 import re
 import subprocess
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import openpyxl
+from openpyxl.utils.cell import column_index_from_string, get_column_letter
 
 from sheetprop.layout import GRADIENT_CHECK_SHEET
 from sheetprop.readback import SavedBook
@@ -142,3 +145,76 @@ def gnumeric_sheets(book: Path, ssconvert: str, out_dir: Path) -> list[list[list
         with open(out_dir / f"sheet.csv.{i}", newline="", encoding="utf-8") as f:
             sheets.append(list(csv.reader(f)))
     return sheets
+
+
+# A single cell of the `formulas` package's solution: "'[book.xlsx]SHEET NAME'!B7" (the sheet name upper-cased).
+_FORMULAS_CELL = re.compile(r"^'\[[^\]]+\](.+)'!\$?([A-Z]+)\$?([0-9]+)$")
+
+
+def formulas_values(path: Path) -> dict[str, dict[tuple[int, int], object]]:
+    """Every cell as the `formulas` package (Excel's function semantics, in Python) recalculates it:
+    sheet name (as the workbook spells it) → {(row, column), 1-based: value}. A value is a float, a bool,
+    a str, or the package's ``XlError`` for an error value (a ``str`` subclass: "#NUM!", "#VALUE!", …).
+
+    ``ExcelModel().loads(path).finish().calculate()`` returns a dict keyed "'[name.xlsx]SHEET'!A1" (sheet names
+    upper-cased), ranges "'[…]SHEET'!A1:A8" and defined names "'[…]'!LR_1" (both skipped here: their cells are
+    reported one by one too), each a ``Ranges`` whose ``.value`` is a 2-D array."""
+    import formulas  # imported here: the rest of the tests do not need it
+
+    names = {name.upper(): name for name in openpyxl.load_workbook(path, read_only=True).sheetnames}
+    out: dict[str, dict[tuple[int, int], object]] = {name: {} for name in names.values()}
+    solution = formulas.ExcelModel().loads(str(path)).finish().calculate()
+    for key, ranges in solution.items():
+        match = _FORMULAS_CELL.match(key)
+        if not match:
+            continue
+        value = np.asarray(getattr(ranges, "value", ranges)).reshape(-1)[0]
+        if isinstance(value, np.generic):
+            value = value.item()
+        out[names[match.group(1)]][(int(match.group(3)), column_index_from_string(match.group(2)))] = value
+    return out
+
+
+def formulas_errors(values: dict[str, dict[tuple[int, int], object]]) -> list[tuple[str, str, str]]:
+    """Every cell of :func:`formulas_values` that holds an error value, as (sheet, cell, error) like
+    :func:`sheetprop.verification.scan_errors`."""
+    from formulas.tokens.operand import XlError
+
+    return [(sheet, f"{get_column_letter(c)}{r}", str(v)) for sheet, cells in values.items()
+            for (r, c), v in sorted(cells.items()) if isinstance(v, XlError)]
+
+
+def gnumeric_errors(book: Path, ssconvert: str, out_dir: Path) -> list[tuple[str, str, str]]:
+    """Every cell that holds an error value after Gnumeric recalculates ``book``, as (sheet, cell, error)."""
+    names = openpyxl.load_workbook(book, read_only=True).sheetnames
+    return [(names[i], f"{get_column_letter(c + 1)}{r + 1}", v)
+            for i, rows in enumerate(gnumeric_sheets(book, ssconvert, out_dir))
+            for r, row in enumerate(rows) for c, v in enumerate(row) if v.startswith("#")]
+
+
+def assert_formulas_matches_cache(book: Path, floor: float = 0.0) -> int:
+    """Every formula cell of every sheet recalculated by the `formulas` package equals its cached value, to
+    the tolerance of the LibreOffice and Gnumeric checks (relative 1e-9, SHEET_FLOORS); no error value
+    anywhere. Returns the number of formula cells compared."""
+    values = formulas_values(book)
+    errors = formulas_errors(values)
+    assert not errors, errors[:5]
+    formulas_wb = openpyxl.load_workbook(book)
+    cached = openpyxl.load_workbook(book, data_only=True)
+    checked = 0
+    for ws in formulas_wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
+                    continue
+                want = cached[ws.title][c.coordinate].value
+                assert (c.row, c.column) in values[ws.title], (ws.title, c.coordinate, "not calculated")
+                got = values[ws.title][(c.row, c.column)]
+                if isinstance(want, (int, float)) and not isinstance(want, bool):
+                    assert isinstance(got, (int, float)) and math.isfinite(got), (ws.title, c.coordinate, want, got)
+                    assert relative_difference(got, want, SHEET_FLOORS.get(ws.title, floor)) <= 1e-9, (
+                        ws.title, c.coordinate, want, got)
+                else:
+                    assert got == want, (ws.title, c.coordinate, want, got)
+                checked += 1
+    return checked

@@ -1,0 +1,661 @@
+"""Grading one table: its network and η from its own cells, every quantity column held against the reference
+row by row, the first wrong cell of each, and why.
+
+Each row is judged from its own weights, as the student's sheet has them (so one early mistake does not make
+every later row wrong): row k's quantities against the reference at row k's weights, row k + 1's weights
+against w − η·∂E/∂w of row k. A wrong cell whose value does follow, by its own formula, from the student's
+other cells that are wrong already "follows from" the first of them; any other wrong cell is a mistake of
+its own, diagnosed from its formula (the cells it reads, mapped back to quantities) and from its value (the
+usual mistakes tried against it: another unit's activation, two weights swapped, a missing pair of
+parentheses, another gradient, another η, a factor of two).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from openpyxl.formula.tokenizer import Tokenizer
+from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+
+from sheetprop import template
+from sheetprop.formulas import Style
+from sheetprop.grading import relations
+from sheetprop.grading.relations import LossSlope, Slope, Updated, compute, derivations
+from sheetprop.grading.tables import Fixed, Table, address, labelled_rate
+from sheetprop.network import Network
+from sheetprop.quantities import A, Delta, Grad, Input, LearningRate, LossTerm, Param, Quantity, Target, Total, Z
+from sheetprop.reference import evaluate
+
+TOLERANCE = 1e-9  # relative, on a scale of at least FLOOR
+FLOOR = 1e-6
+CLASSIC = {"i1": 0.05, "i2": 0.10, "t1": 0.01, "t2": 0.99}
+LOSSES = {"l2": "½·(t − a)², with the ½", "sse": "(t − a)², without the ½"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one quantity column of a table holds."""
+
+    quantity: str
+    status: str  # "ok", "wrong" (its own mistake), "follows" (wrong because a cell it reads is)
+    cell: str | None = None  # the first wrong cell, sheet!A1
+    iteration: int | None = None
+    holds: object = None
+    belongs: float | None = None
+    why: str = ""  # the diagnosis, or what it follows from
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def mistake(self) -> str:
+        """The kind of mistake, the same words for every column and table it is found in (for counting)."""
+        if self.status != "wrong":
+            return ""
+        why = self.why.split(";")[0]
+        why = why.removeprefix(self.quantity + " ").split(":")[0]
+        return re.sub(r"is updated with η = \S+ where η = \S+ belongs", "is updated with another η", why)
+
+
+@dataclass
+class TableGrade:
+    """One table's grade: its setup as read from its cells, and a finding per quantity column."""
+
+    where: str
+    iterations: int
+    loss: str = ""
+    lr: float | None = None
+    notes: list[str] = field(default_factory=list)  # how the setup was read, and any assumption made
+    findings: list[Finding] = field(default_factory=list)
+    mistakes: list[str] = field(default_factory=list)  # the table's own, beyond its columns (a mislabelled η)
+    unrecognised: str | None = None  # why it is not a network this grader knows
+
+    @property
+    def ok(self) -> bool:
+        return self.unrecognised is None and not self.mistakes and all(f.ok for f in self.findings)
+
+    @property
+    def first(self) -> Finding | None:
+        """The first mistake of its own (by iteration, then column order)."""
+        wrong = [f for f in self.findings if f.status == "wrong"]
+        return min(wrong, key=lambda f: f.iteration) if wrong else None
+
+
+def close(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        scale = np.maximum(np.maximum(np.abs(got), np.abs(want)), FLOOR)
+        return np.isfinite(got) & np.isfinite(want) & (np.abs(got - want) <= TOLERANCE * scale)
+
+
+# -- the setup ----------------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    net: Network
+    lr: float
+    keyed: dict[str, Quantity]  # a table key → its quantity
+    notes: list[str]
+    mistakes: list[str]
+
+
+def _nearest(found: list[Fixed], key: str, table: Table) -> Fixed | None:
+    """The labelled value of ``key`` nearest the table's header: on its sheet, else on any other."""
+    anchor = min(table.header.values())
+    candidates = [f for f in found if f.key == key]
+    return min(candidates, key=lambda f: (f.sheet != table.sheet.name, not f.named, abs(f.at[0] - anchor[0]) +
+                                          abs(f.at[1] - anchor[1])), default=None)
+
+
+def _first(table: Table, key: str) -> float | None:
+    if key not in table.cells:
+        return None
+    values = table.values(key)
+    return values[0]
+
+
+def setup(table: Table, found: list[Fixed]) -> Setup:
+    """The network, η and key → quantity map of a table, from its own cells (and labels around it)."""
+    notes, mistakes = [], []
+    weights = [_first(table, f"w{n}") for n in range(1, 9)]
+    if any(w is None for w in weights):
+        missing = [f"w{n}" for n, w in enumerate(weights, start=1) if w is None]
+        raise Unrecognised(f"no column of {', '.join(missing)}: not the 2-2-2 network w1..w8")
+
+    def value(key: str) -> tuple[float | None, str]:
+        column = _first(table, key)
+        if column is not None:
+            return column, "its column"
+        near = _nearest(found, key, table)
+        return (near.value, f"{near.sheet}!{address(near.at)}") if near else (None, "")
+
+    given = {k: value(k) for k in ("i1", "i2", "t1", "t2", "b1", "b2")}
+    inputs = [given["i1"][0], given["i2"][0]]
+    units = [_first(table, f"b_{u}") for u in ("h1", "h2", "o1", "o2")]
+    if all(b is not None for b in units):  # a bias per unit, trained with the weights
+        bias = [units[:2], units[2:]]
+    else:  # a bias per layer, shared by its units and kept as given (Mazur's b1 and b2), or none
+        bias = [None if b is None else [b, b] for b in (given["b1"][0], given["b2"][0])]
+    if inputs[0] is None or inputs[1] is None:
+        solved = _solve_inputs(table, weights, bias)
+        if solved is not None:
+            inputs = solved
+            notes.append(f"inputs i1 = {inputs[0]:.6g}, i2 = {inputs[1]:.6g} solved from h1 and h2 (no labelled cell)")
+    targets = [given["t1"][0], given["t2"][0]]
+    for key, default in CLASSIC.items():
+        i = int(key[1]) - 1
+        holder = inputs if key[0] == "i" else targets
+        if holder[i] is None:
+            holder[i] = default
+            notes.append(f"{key} not found: the classic {default:g} assumed")
+    loss = _loss(table, weights, inputs, targets, bias)
+    net = network(weights, inputs, targets, bias, loss)
+    lr, lr_notes, lr_mistakes = _rate(table, found, net)
+    notes += lr_notes
+    mistakes += lr_mistakes
+    keyed = {net.label(q): q for q in relations.quantities(net)}
+    keyed.update({"η": LearningRate(), "i1": Input(0), "i2": Input(1), "t1": Target(0), "t2": Target(1)})
+    return Setup(net, lr, keyed, [f"loss {LOSSES[loss]}"] + notes, mistakes)
+
+
+class Unrecognised(ValueError):
+    """A table of a network the grader does not know."""
+
+
+def network(weights, inputs, targets, bias, loss: str) -> Network:
+    """The 2-2-2 sigmoid network of these values (``bias``: per layer, its units' biases or None)."""
+    def layer(name: str, w: list[float], b: list[float] | None) -> dict:
+        out = {"name": name, "size": 2, "activation": "sigmoid", "bias": b is not None,
+               "weights": [w[:2], w[2:]]}
+        if b is not None:
+            out["biases"] = list(b)
+        return out
+
+    return template.from_dict({
+        "name": "hand-built", "naming": "classic", "loss": loss, "inputs": ["i1", "i2"], "targets": ["t1", "t2"],
+        "sample": {"inputs": list(inputs), "targets": list(targets)},
+        "layers": [layer("h", list(weights[:4]), bias[0]), layer("o", list(weights[4:]), bias[1])]}, "table")
+
+
+def _solve_inputs(table: Table, weights, bias) -> list[float] | None:
+    h = [_first(table, "h1"), _first(table, "h2")]
+    if None in h or "h1" in table.ambiguous:
+        return None
+    b = np.zeros(2) if bias[0] is None else np.array(bias[0])
+    try:
+        return [float(x) for x in np.linalg.solve(np.array([weights[:2], weights[2:4]]), np.array(h) - b)]
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _loss(table: Table, weights, inputs, targets, bias) -> str:
+    """l2 (with the ½) or sse (without), whichever the table's loss or gradients match."""
+    for key in ("E_total", "E1", "E2", "∂E/∂w5", "∂E/∂w8", "∂E/∂w1", "δ_o1"):
+        got = _first(table, key)
+        if got is None:
+            continue
+        off = {}
+        for loss in LOSSES:
+            net = network(weights, inputs, targets, bias, loss)
+            q = {net.label(q): q for q in relations.quantities(net)}.get(key)
+            trace = evaluate(net, np.array([[net.initial(p) for p in net.params]]))
+            want = truth_of(net, q, trace, None)[0] if q is not None else np.nan
+            off[loss] = abs(got - want) / max(abs(want), 1e-300)
+        return min(off, key=off.get)
+    return "l2"
+
+
+def _rate(table: Table, found: list[Fixed], net: Network) -> tuple[float, list[str], list[str]]:
+    """η: a column, a labelled cell, the sheet's name or title, or what the weights' updates used."""
+    notes, mistakes = [], []
+    column = _first(table, "η")
+    near = _nearest(found, "η", table)
+    named = labelled_rate(table.sheet.name)
+    used = _used_rate(table, net)
+    if column is not None:
+        lr, source = column, "its η column"
+    elif near is not None:
+        lr, source = near.value, f"{near.sheet}!{address(near.at)}"
+    elif named is not None:
+        lr, source = named, f"the sheet's name {table.sheet.name!r}"
+    elif used is not None:
+        lr, source = used, "the weights' first update (no η cell found)"
+    else:
+        raise Unrecognised("no η found: no labelled cell, and the weights never change")
+    notes.append(f"η = {lr:g} from {source}")
+    given = [(lr, source)] if source != "its η column" else []
+    if named is not None and source != f"the sheet's name {table.sheet.name!r}":
+        given.append((named, f"the sheet's name {table.sheet.name!r}"))
+    for value, where in given:
+        computed = used if used is not None else lr
+        if not math.isclose(value, computed, rel_tol=1e-6):
+            mistakes.append(f"η = {value:g} is given ({where}), but the weights are updated with η = {computed:g}")
+            break
+    return lr, notes, mistakes
+
+
+def _used_rate(table: Table, net: Network) -> float | None:
+    """The η of the first update: (w − w_next) / ∂E/∂w over the weights whose gradients are columns, where
+    they agree; or, without gradient columns, from the reference's gradients at the first row."""
+    trace = evaluate(net, np.array([[net.initial(p) for p in net.params]]))
+    rates = []
+    for n, p in enumerate(net.params[:8], start=1):
+        w = table.values(f"w{n}")
+        if len(w) < 2 or w[0] is None or w[1] is None:
+            continue
+        g = _first(table, f"∂E/∂w{n}")
+        g = float(trace.values(Grad(p))[0]) if g is None else g
+        if abs(g) > 1e-12:
+            rates.append((w[0] - w[1]) / g)
+    if not rates:
+        return None
+    rate = float(np.median(rates))
+    return rate if rate != 0 else None
+
+
+# -- judging ------------------------------------------------------------------------------------------------
+def truth_of(net: Network, q: Quantity, trace, student_params: np.ndarray | None, lr: float = 0.0) -> np.ndarray:
+    """The reference's value of ``q`` at each row's weights (a weight after the first row: the row before's
+    weight moved by the reference's gradient)."""
+    if isinstance(q, Param):
+        if student_params is None:
+            return trace.values(q)
+        i = net.param_index[q]
+        g = trace.values(Grad(q))
+        return np.concatenate([student_params[:1, i], student_params[:-1, i] - lr * g[:-1]])
+    if isinstance(q, Updated):
+        return trace.values(q.param) - lr * trace.values(Grad(q.param))
+    try:
+        return trace.values(q)
+    except NotImplementedError:  # a factor of the chain rule: from the reference's values of what it reads
+        return compute(derivations(net, q)[0], lambda r: truth_of(net, r, trace, None, lr))
+
+
+def _forward(q: Quantity) -> bool:
+    return isinstance(q, (Z, A, Param))
+
+
+def _before_hidden(q: Quantity) -> bool:
+    """The forward pass, the loss and the output layer's backward pass."""
+    return _forward(q) or isinstance(q, (LossTerm, Total, LossSlope)) or (
+        isinstance(q, (Delta, Slope)) and q.l == 2)
+
+
+# How far back a student's formula may reach past the student's own columns: it may read any of them, or
+# bypass the hidden layer's backward columns (a gradient written out from the output δ), or everything but
+# the forward pass (a gradient written out in full).
+LEVELS: tuple[Callable[[Quantity], bool], ...] = (lambda q: True, _before_hidden, _forward)
+
+
+class _NoParentheses(Style):
+    def grouped_sum(self, terms):
+        return self.sum(terms)
+
+
+_PLAIN = _NoParentheses(text=False, mul="*", plus="+", minus="-")
+
+
+@dataclass
+class _Judge:
+    table: Table
+    setup: Setup
+    found: list[Fixed]
+
+    def __post_init__(self) -> None:
+        net, table = self.setup.net, self.table
+        self.columns: dict[Quantity, str] = {}
+        for key in table.cells:
+            q = self.setup.keyed.get(key)
+            if q is not None and not isinstance(q, (Input, Target, LearningRate)):
+                self.columns[q] = key
+        self.student = {q: np.array([np.nan if v is None else v for v in table.values(k)]) for q, k in
+                        self.columns.items()}
+        rows = table.iterations  # each row's parameters: its weights, and the biases as given
+        self.params = np.column_stack([self.student[p] if p in self.student else np.full(rows, net.initial(p))
+                                       for p in net.params])
+        self.trace = evaluate(net, self.params)
+        self._resolve_ambiguous()
+
+    def _resolve_ambiguous(self) -> None:
+        """A header such as "h1" is the weighted sum or the activation: the one its first value matches (the
+        weighted sum when neither does)."""
+        net = self.setup.net
+        for key, options in self.table.ambiguous.items():
+            taken = self.setup.keyed[key]
+            column = self.student.pop(taken)
+            del self.columns[taken]
+            candidates = [self.setup.keyed[o] for o in options if self.setup.keyed[o] not in self.columns]
+            best = min(candidates, key=lambda q: abs(column[0] - self.truth(q)[0]))
+            self.columns[best], self.student[best] = key, column
+
+    # values ---------------------------------------------------------------------------------------------
+    def truth(self, q: Quantity) -> np.ndarray:
+        return truth_of(self.setup.net, q, self.trace, self.params, self.setup.lr)
+
+    def inputs(self, q: Quantity) -> np.ndarray | None:
+        """An input of the network (a sample's value, η, a bias), the same in every row."""
+        net, rows = self.setup.net, self.table.iterations
+        if isinstance(q, Input):
+            return np.full(rows, net.inputs[0, q.k])
+        if isinstance(q, Target):
+            return np.full(rows, net.targets[0, q.j])
+        if isinstance(q, LearningRate):
+            return np.full(rows, self.setup.lr)
+        if isinstance(q, Param) and q not in self.student:  # a bias kept as given
+            return np.full(rows, net.initial(q))
+        return None
+
+    def given(self, q: Quantity, swap: dict[Quantity, Quantity] | None = None, style: Style | None = None,
+              way: int = 0, root: bool = True, leaves: Callable[[Quantity], bool] = LEVELS[0]) -> np.ndarray:
+        """``q`` computed by its derivation ``way`` from the student's cells where they hold what it reads
+        (those ``leaves`` allows; for the others, their own formulas written in, as a student writes a formula
+        out), with ``swap`` read in place of what it maps and the formulas written in ``style`` (whose sums,
+        without parentheses, bind as a formula missing them does)."""
+        swap = swap or {}
+        fixed = self.inputs(q)
+        if fixed is not None:
+            return fixed
+        if not root and q in self.student and leaves(q):
+            return self.student[q]
+        if isinstance(q, Param):  # a weight after the first row: the row before's, moved by its gradient
+            prev = self.student[q]
+            if way == 1 and Updated(q) in self.student:
+                return np.concatenate([prev[:1], self.student[Updated(q)][:-1]])
+            g = self.given(swap.get(Grad(q), Grad(q)), swap, style, root=False, leaves=leaves)
+            return np.concatenate([prev[:1], prev[:-1] - self.setup.lr * g[:-1]])
+        read: list[np.ndarray] = []
+        wrap = "{}" if isinstance(style, _NoParentheses) else "({})"
+
+        def text(r: Quantity, way: int = 0) -> str:
+            def ref(s: Quantity) -> str:
+                s = swap.get(s, s)
+                if isinstance(s, Param) or self.inputs(s) is not None or (s in self.student and leaves(s)):
+                    read.append(self.given(s, swap, style, root=False, leaves=leaves))
+                    return f"v{len(read) - 1}"
+                return wrap.format(text(s))
+
+            ways = derivations(self.setup.net, r)
+            if style is not None and way == 0:
+                return r.formula(self.setup.net, ref, style)
+            return ways[min(way, len(ways) - 1)](ref)
+
+        return relations.evaluate(text(q, way), read)
+
+    def ways(self, q: Quantity) -> int:
+        return 2 if isinstance(q, Param) else len(derivations(self.setup.net, q))
+
+    # judging -------------------------------------------------------------------------------------------
+    def order(self) -> list[Quantity]:
+        order = relations.quantities(self.setup.net)
+        return [q for q in order if q in self.columns]
+
+    def grade(self) -> list[Finding]:
+        first_wrong: dict[Quantity, int] = {}
+        for q in self.order():
+            right = close(self.student[q], self.truth(q))
+            if isinstance(q, Param):
+                right[0] = True  # the initial values are the student's to choose
+            if not right.all():
+                first_wrong[q] = int(np.argmin(right))
+        findings = []
+        for q in self.order():
+            if q in first_wrong:
+                findings.append(self._wrong(q, first_wrong[q], first_wrong))
+            else:
+                findings.append(self._constant_column(q) or Finding(self.columns[q], "ok"))
+        return swapped(findings)
+
+    def _cell(self, q: Quantity, k: int) -> str:
+        return f"{self.table.sheet.name}!{address(self.table.cells[self.columns[q]][k])}"
+
+    def _wrong(self, q: Quantity, k: int, first_wrong: dict[Quantity, int]) -> Finding:
+        got, want = self.student[q][k], self.truth(q)[k]
+        cell_at = self.table.cells[self.columns[q]][k]
+        cell = self.table.sheet.cells.get(cell_at)
+        holds = None if cell is None else cell.value
+        base = dict(quantity=self.columns[q], cell=self._cell(q, k), iteration=k, holds=holds, belongs=float(want))
+        if cell is None or not isinstance(holds, (int, float)) or isinstance(holds, bool):
+            return Finding(status="wrong", why="an empty cell" if cell is None else f"{holds!r}, not a number",
+                           **base)
+        if cell.formula is None and self._has_formulas(q, k):
+            return Finding(status="wrong", why="a constant where a formula belongs", **base)
+        follows = [w for w in range(self.ways(q)) if close(np.array([got]), self.given(q, way=w)[k:k + 1])[0]]
+        if follows:
+            upstream = self._upstream(q, k, first_wrong)
+            if upstream is not None:
+                return Finding(status="follows", why=f"follows from {upstream}", **base)
+        return Finding(status="wrong", why=self.diagnose(q, k), **base)
+
+    def _has_formulas(self, q: Quantity, k: int) -> bool:
+        cells = [self.table.sheet.cells.get(at) for at in self.table.cells[self.columns[q]]]
+        start = 1 if isinstance(q, Param) else 0
+        return any(c is not None and c.formula is not None for i, c in enumerate(cells) if i >= start and i != k)
+
+    def _constant_column(self, q: Quantity) -> Finding | None:
+        """A right column of typed values where formulas belong (values pasted over the formulas)."""
+        cells = [self.table.sheet.cells.get(at) for at in self.table.cells[self.columns[q]]]
+        start = 1 if isinstance(q, Param) else 0
+        typed = [i for i, c in enumerate(cells) if i >= start and c is not None and c.formula is None]
+        if not typed or len(typed) < len(cells) - start:
+            return None
+        k = typed[0]
+        return Finding(self.columns[q], "wrong", self._cell(q, k), k, cells[k].value, float(self.truth(q)[k]),
+                       "values where formulas belong (right, but they do not recompute)")
+
+    def _upstream(self, q: Quantity, k: int, first_wrong: dict[Quantity, int]) -> str | None:
+        """The earliest wrong column that ``q`` reads, directly or through what it computes itself."""
+        net, seen, stack, found = self.setup.net, set(), [q], []
+        while stack:
+            r = stack.pop()
+            if r in seen:
+                continue
+            seen.add(r)
+            reads = relations.reads(net, r) if not isinstance(r, Param) else {Grad(r), Updated(r)}
+            for s in reads:
+                if s in first_wrong and s != q:
+                    found.append((first_wrong[s], self.order().index(s), s))
+                elif s not in self.student or s == q:
+                    stack.append(s)
+            if isinstance(r, Param) and r in first_wrong and r != q and first_wrong[r] <= k:
+                found.append((first_wrong[r], self.order().index(r), r))
+        if isinstance(q, Param) and q in first_wrong and first_wrong[q] < k:
+            found.append((first_wrong[q], self.order().index(q), q))
+        found = [f for f in found if f[0] <= k]
+        if not found:
+            return None
+        iteration, _, r = min(found, key=lambda f: (f[0], f[1]))
+        return f"{self.columns[r]} (iteration {iteration})"
+
+    # diagnosing -----------------------------------------------------------------------------------------
+    def diagnose(self, q: Quantity, k: int) -> str:
+        """Why the cell is wrong: what its formula reads that the chain rule does not, or the usual mistake its
+        value matches."""
+        from_formula = self._formula_diagnosis(q, k)
+        from_values = self._value_diagnosis(q, k)
+        if from_formula and from_values and from_formula != from_values:
+            return f"{from_formula}; {from_values}"
+        return from_formula or from_values or "matches none of the usual mistakes"
+
+    def _value_diagnosis(self, q: Quantity, k: int) -> str | None:
+        got = np.array([self.student[q][k]])
+        name = self.columns[q]
+
+        def explains(values: np.ndarray) -> bool:
+            return bool(close(got, values[k:k + 1])[0])
+
+        label = self.setup.net.label
+        everything = relations.quantities(self.setup.net) + [Input(0), Input(1), Target(0), Target(1)]
+        for leaves in LEVELS:
+            visited = self._visited(q, leaves)
+            for r in visited:
+                for other in relations.siblings(self.setup.net, r, everything):
+                    if explains(self.given(q, {r: other}, leaves=leaves)):
+                        return f"{name} uses {label(other)} where {label(r)} belongs"
+            for r, other in itertools.combinations(visited, 2):
+                if other in relations.siblings(self.setup.net, r, visited) and explains(
+                        self.given(q, {r: other, other: r}, leaves=leaves)):
+                    return f"{label(r)} and {label(other)} swapped"
+            if explains(self.given(q, style=_PLAIN, leaves=leaves)):
+                return f"{name} is missing a pair of parentheses (a sum multiplied term by term)"
+        given = self.given(q)
+        for factor, words in ((2.0, "twice"), (0.5, "half"), (-1.0, "the negative of")):
+            if explains(factor * given):
+                return f"{name} is {words} what belongs"
+        if isinstance(q, (Param, Updated)):
+            p = q if isinstance(q, Param) else q.param
+            g = self.given(Grad(p), root=False)
+            before = self.student[p]
+            at = k - 1 if isinstance(q, Param) else k
+            if at >= 0 and abs(g[at]) > 0:
+                used = (before[at] - got[0]) / g[at]
+                if np.isfinite(used) and not math.isclose(used, self.setup.lr, rel_tol=1e-6):
+                    return f"{name} is updated with η = {used + 0.0:.6g} where η = {self.setup.lr:g} belongs"
+        return None
+
+    def _visited(self, q: Quantity, leaves: Callable[[Quantity], bool]) -> list[Quantity]:
+        """What the derivation of ``q`` reads, down to the student's own columns that ``leaves`` allows."""
+        out: list[Quantity] = []
+
+        def walk(r: Quantity) -> None:
+            reads = [Grad(r)] if isinstance(r, Param) else sorted(relations.reads(self.setup.net, r), key=repr)
+            for s in reads:
+                if s in out or s == q or self.inputs(s) is not None and isinstance(s, LearningRate):
+                    continue
+                out.append(s)
+                if not (s in self.student and leaves(s)) and self.inputs(s) is None:
+                    walk(s)
+
+        walk(q)
+        return out
+
+    def _formula_diagnosis(self, q: Quantity, k: int) -> str | None:
+        """What the wrong cell's formula reads that the chain rule does not (or a reference that moved)."""
+        at = self.table.cells[self.columns[q]][k]
+        cell = self.table.sheet.cells.get(at)
+        if cell is None or cell.formula is None:
+            return None
+        reads = self._reads(cell.formula, k)
+        unknown = [ref for ref, key in reads if key is None]
+        if unknown and isinstance(q, (Param, Updated)):
+            first = self._first_formula_reads(q)
+            if first is not None and first != {ref for ref, _ in reads}:
+                return (f"η is read from a cell that moves down the rows: iteration {k} reads "
+                        f"{', '.join(unknown)}, which {self._holds(unknown[0])}")
+        keys = {key for _, key in reads if key is not None}
+        if not keys:
+            return None
+        expected = [self._expected(q, w, leaves) for w in range(self.ways(q)) for leaves in LEVELS]
+        best = min(expected, key=lambda e: len(e ^ keys))
+        extra, missing = sorted(keys - best), sorted(best - keys)
+        if len(extra) == 1 and len(missing) == 1:
+            return f"{self.columns[q]} uses {extra[0]} where {missing[0]} belongs"
+        if unknown:
+            return f"{self.columns[q]} reads {', '.join(unknown)}, which {self._holds(unknown[0])}"
+        return None
+
+    def _holds(self, ref: str) -> str:
+        col, row = coordinate_from_string(ref.replace("$", ""))
+        cell = self.table.sheet.cells.get((row - 1, column_index_from_string(col) - 1))
+        return "is empty" if cell is None or cell.value is None else f"holds {cell.value!r}"
+
+    def _first_formula_reads(self, q: Quantity) -> set[str] | None:
+        cells = self.table.cells[self.columns[q]]
+        start = 1 if isinstance(q, Param) else 0
+        for k in range(start, len(cells)):
+            cell = self.table.sheet.cells.get(cells[k])
+            if cell is not None and cell.formula is not None:
+                return {ref for ref, _ in self._reads(cell.formula, k)}
+        return None
+
+    def _expected(self, q: Quantity, way: int, leaves: Callable[[Quantity], bool]) -> set[str]:
+        """The keys a derivation of ``q`` reads, each as the student's sheet would hold it, reaching past the
+        student's columns that ``leaves`` does not allow."""
+        label, out = self.setup.net.label, set()
+
+        def walk(r: Quantity) -> None:
+            reads = {Grad(r), r} if isinstance(r, Param) else relations.reads(self.setup.net, r)
+            for s in reads:
+                if s == q and not isinstance(q, Param):
+                    continue
+                key = self.columns.get(s) or ("η" if isinstance(s, LearningRate) else label(s))
+                if (s in self.student and leaves(s)) or self.inputs(s) is not None or s == q:
+                    out.add(key)
+                elif s not in self.student or not leaves(s):
+                    walk(s)
+
+        if way == 0:
+            walk(q)
+        else:
+            ways = derivations(self.setup.net, q) if not isinstance(q, Param) else []
+            if ways:
+                found: list[Quantity] = []
+                ways[min(way, len(ways) - 1)](lambda r: found.append(r) or "0")
+                for r in found:
+                    out.add(self.columns.get(r) or label(r))
+        return out
+
+    def _reads(self, formula: str, k: int) -> list[tuple[str, str | None]]:
+        """Each cell the formula reads, and the key it holds there (None: no quantity of the table)."""
+        where = {}
+        for key, cells in self.table.cells.items():
+            for at in cells:
+                where[at] = key
+        fixed = {f.at: f.key for f in self.found if f.sheet == self.table.sheet.name}
+        out = []
+        for token in Tokenizer("=" + formula).items:
+            if token.type != "OPERAND" or token.subtype != "RANGE":
+                continue
+            ref = token.value.split("!")[-1]
+            if ref in fixed_names(self.setup.net):
+                out.append((ref, fixed_names(self.setup.net)[ref]))
+                continue
+            try:
+                col, row = coordinate_from_string(ref.replace("$", ""))
+            except ValueError:
+                out.append((ref, None))
+                continue
+            at = (row - 1, column_index_from_string(col) - 1)
+            key = where.get(at) or fixed.get(at)
+            out.append((ref, self.setup.keyed.get(key) and key if key else None))
+        return out
+
+
+def swapped(findings: list[Finding]) -> list[Finding]:
+    """Two weights mixed up both ways across the columns (one uses w6 where w7 belongs, another w7 where w6
+    does) are named as swapped."""
+    uses = re.compile(r"uses (w\d) where (w\d) belongs")
+    pairs = {uses.search(f.why).groups() for f in findings if f.status == "wrong" and uses.search(f.why)}
+    out = []
+    for f in findings:
+        found = uses.search(f.why) if f.status == "wrong" else None
+        if found and found.groups()[::-1] in pairs:
+            a, b = sorted(found.groups())
+            f = dataclasses.replace(f, why=f"{a} and {b} swapped: {f.why}")
+        out.append(f)
+    return out
+
+
+def fixed_names(net: Network) -> dict[str, str]:
+    """Defined names a workbook of sheetprop's own uses for its inputs, by the key they hold."""
+    return {"lr_1": "η", "input_i1": "i1", "input_i2": "i2", "target_t1": "t1", "target_t2": "t2"}
+
+
+def grade_table(table: Table, found: list[Fixed]) -> TableGrade:
+    result = TableGrade(table.where, table.iterations)
+    if table.unrecognised:
+        result.unrecognised = table.unrecognised
+        return result
+    try:
+        s = setup(table, found)
+    except Unrecognised as exc:
+        result.unrecognised = str(exc)
+        return result
+    result.loss, result.lr, result.notes, result.mistakes = s.net.loss, s.lr, s.notes, s.mistakes
+    result.findings = _Judge(table, s, found).grade()
+    return result
+
