@@ -129,6 +129,7 @@ class Book:
                                                              "tmpdir": self._scratch.name})
         self.formats = Formats.create(self.workbook)
         self._labelled: dict[tuple, Format] = {}
+        self._scientific: Format | None = None
 
     def __enter__(self) -> "Book":
         self._handlers = _exit_on_termination()
@@ -167,6 +168,18 @@ class Book:
         if key not in self._labelled:
             self._labelled[key] = self.workbook.add_format({"num_format": key[0], **(style or {})})
         return self._labelled[key]
+
+    def scientific_beyond(self, ws: Worksheet, first_row: int, first_col: int, last_row: int, last_col: int,
+                          small: float = 1e-4, large: float = 1e6) -> None:
+        """Show a range's numbers of magnitude below ``small`` (but 0) or from ``large`` in scientific notation,
+        where fixed decimals would show 0.000000000 or too many digits. A conditional format over the cells' own:
+        a number format with conditions drops or doubles the minus sign in one engine or another."""
+        cell = xlsxwriter.utility.xl_rowcol_to_cell(first_row, first_col)
+        if self._scientific is None:
+            self._scientific = self.workbook.add_format({"num_format": "0.000000E+00"})
+        ws.conditional_format(first_row, first_col, last_row, last_col, {
+            "type": "formula", "criteria": f"=AND({cell}<>0,OR(ABS({cell})<{small:G},ABS({cell})>={large:G}))",
+            "format": self._scientific})
 
     def write_row(self, ws: Worksheet, row: int, col: int, values: Sequence[Any], fmt: Format | None = None) -> None:
         for i, value in enumerate(values):

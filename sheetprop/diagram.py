@@ -28,9 +28,6 @@ from sheetprop.update import OPTIMIZERS
 MAX_LABELLED = 12  # units per layer up to which every unit is labelled
 MAX_WEIGHT_LABELLED = 3  # ... and up to which every connection carries its weight's label too
 MAX_SERIES = 255  # Excel's limit per chart
-# The diagram picks its values among the training sheets in one formula per label: with this many (6 optimizers ×
-# 20 learning rates) it stays within Excel's 8,192 characters whatever the sheet (tests/test_diagram.py checks it).
-MAX_TRAINING_SHEETS = 120
 # where on a connection its weight's label may sit (0: the source, 1: the unit it feeds): the first that is free,
 # from 0.62 outwards
 _ALONG = tuple(sorted((round(0.2 + 0.03 * i, 2) for i in range(23)), key=lambda t: abs(t - 0.62)))

@@ -1,14 +1,21 @@
-"""The vocabulary formulas are written in: Excel operators or readable text, from one builder.
+"""The vocabulary formulas are written in: Excel operators or readable text, from one builder, and
+evaluated over numpy arrays.
 
 A quantity's formula (see :mod:`sheetprop.quantities`) asks a ``ref`` function where each
 quantity it uses lives (a cell such as ``B7``, a defined name such as ``w1_init``, or a label
 such as ``a_h1`` for text) and joins the pieces with the operators of a :class:`Style`.
+:func:`evaluate` computes such a formula with names in place of its cells (what a student's sheet
+would compute from its own cells, in :mod:`sheetprop.grading`; an exercise's cells, in
+:mod:`sheetprop.exercise`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from sheetprop.limits import MAX_CHOOSE_VALUES
 
@@ -73,3 +80,28 @@ def choose(index: str, values: Sequence[str], most: int = MAX_CHOOSE_VALUES) -> 
     groups = [choose(f"{index}-{start}" if start else index, values[start : start + size], most)
               for start in range(0, len(values), size)]
     return f"CHOOSE(INT(({index}-1)/{size})+1,{','.join(groups)})"
+
+
+_FUNCTIONS = {
+    "IF": lambda c, a, b: np.where(c, a, b), "EXP": np.exp, "LN": np.log, "SQRT": np.sqrt, "TANH": np.tanh,
+    "ABS": np.abs, "MAX": lambda *x: np.maximum.reduce(np.broadcast_arrays(*x)),
+    "MIN": lambda *x: np.minimum.reduce(np.broadcast_arrays(*x)),
+}
+_TOKEN = re.compile(r"<>|>=|<=|=|(?<![\w.])[A-Za-z_][A-Za-z0-9_]*\(?")
+
+
+def evaluate(formula: str, values: Mapping[str, np.ndarray | float]) -> np.ndarray:
+    """A formula of this project's Excel vocabulary (+ − * /, comparisons, IF EXP LN SQRT TANH ABS MAX MIN)
+    whose references are names in ``values`` (a range ``a:b`` not allowed), computed elementwise."""
+
+    def python(match: re.Match) -> str:
+        token = match.group()
+        if token.endswith("("):
+            return f"F[{token[:-1]!r}]("
+        if token in ("<>", "=", ">=", "<="):
+            return {"<>": "!=", "=": "=="}.get(token, token)
+        return f"V[{token!r}]"
+
+    code = _TOKEN.sub(python, formula.lstrip("="))
+    with np.errstate(all="ignore"):
+        return np.asarray(eval(code, {"__builtins__": {}, "F": _FUNCTIONS, "V": values}), dtype=float)  # noqa: S307

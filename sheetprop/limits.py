@@ -63,6 +63,9 @@ MAX_CHOOSE_VALUES = CHOOSE_VALUES.value
 MAX_TEXT_CHARS = TEXT_CHARS.value
 MAX_COLUMNS = COLUMNS.value
 MAX_ROWS = ROWS.value
+# A workbook's own: the network diagram picks among its training sheets in one formula, which at this many (6
+# optimizers × 20 learning rates) stays within Excel's 8,192 characters whatever the sheets (tests/test_diagram.py).
+MAX_TRAINING_SHEETS = 120
 
 # Strings and quoted sheet names (skipped), a function's opening parenthesis, other parentheses, commas.
 _TOKENS = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|[A-Za-z_][A-Za-z0-9_.]*\(|[(),]')
@@ -132,3 +135,11 @@ def check_extent(rows: int, columns: int, what: str) -> None:
         raise COLUMNS.refuse(what, f"{columns:,} columns")
     if rows > MAX_ROWS:
         raise ROWS.refuse(what, f"{rows:,} rows")
+
+
+def check_training_sheets(count: int, what: str) -> None:
+    """Refuse more than :data:`MAX_TRAINING_SHEETS` training sheets (``what`` says what makes them)."""
+    if count > MAX_TRAINING_SHEETS:
+        raise LimitError(f"{what} need {count:,} training sheets; a workbook holds at most {MAX_TRAINING_SHEETS} (the "
+                         f"network diagram picks among them in one formula, and Excel allows {MAX_FORMULA_CHARS:,} "
+                         "characters in a formula)")

@@ -47,6 +47,9 @@ class Quantity:
 
     #: an input the user edits on the Network sheet; formulas refer to it by its defined name
     editable: ClassVar[bool] = False
+    #: what part of the derivation it is: "input", "forward", "loss", "delta", "gradient" or "update" (an
+    #: exercise leaves parts of it for the student to write)
+    part: ClassVar[str] = "input"
 
     def label(self, net: Network) -> str:
         raise NotImplementedError
@@ -112,6 +115,8 @@ class LearningRate(Quantity):
 class Param(Quantity):
     """A weight (source k → unit j of layer l) or, with ``k=None``, the bias of unit j."""
 
+    part: ClassVar[str] = "update"
+
     l: int
     j: int
     k: int | None
@@ -159,6 +164,8 @@ class State(Quantity):
     """One parameter's optimizer state after step t = iteration + 1 (a momentum buffer b, RMSprop's v,
     Adam's m, v, m̂ and v̂): each from the gradient of its own row and the state of the row before."""
 
+    part: ClassVar[str] = "update"
+
     param: Param
     kind: str
     optimizer: str
@@ -184,6 +191,8 @@ class State(Quantity):
 class Z(Quantity):
     """A unit's weighted sum z_j = Σ_k w_jk·a_k (+ b_j)."""
 
+    part: ClassVar[str] = "forward"
+
     l: int
     j: int
     s: int = 0
@@ -204,6 +213,8 @@ class Z(Quantity):
 class LayerMax(Quantity):
     """The largest z of a softmax layer: subtracted before EXP so that nothing overflows."""
 
+    part: ClassVar[str] = "forward"
+
     l: int
     s: int = 0
 
@@ -222,6 +233,8 @@ class LayerMax(Quantity):
 @dataclass(frozen=True)
 class LayerSumExp(Quantity):
     """Σ_k e^(z_k − m) of a softmax layer, the denominator of every unit's softmax."""
+
+    part: ClassVar[str] = "forward"
 
     l: int
     s: int = 0
@@ -244,6 +257,8 @@ class LayerSumExp(Quantity):
 @dataclass(frozen=True)
 class A(Quantity):
     """A unit's activation a = f(z)."""
+
+    part: ClassVar[str] = "forward"
 
     l: int
     j: int
@@ -273,6 +288,8 @@ class A(Quantity):
 class LossTerm(Quantity):
     """The loss of output j for one sample."""
 
+    part: ClassVar[str] = "loss"
+
     j: int
     s: int = 0
 
@@ -295,6 +312,8 @@ class LossTerm(Quantity):
 class SampleLoss(Quantity):
     """One sample's loss: the sum of its terms (a column only when there are several samples)."""
 
+    part: ClassVar[str] = "loss"
+
     s: int
 
     def label(self, net: Network) -> str:
@@ -310,6 +329,8 @@ class SampleLoss(Quantity):
 @dataclass(frozen=True)
 class Total(Quantity):
     """E_total: the loss of the one sample, or the mean (sum) of the samples' losses."""
+
+    part: ClassVar[str] = "loss"
 
     def label(self, net: Network) -> str:
         return "E_total"
@@ -327,6 +348,8 @@ class Total(Quantity):
 @dataclass(frozen=True)
 class Delta(Quantity):
     """δ = ∂E/∂z of one unit for one sample: one chain-rule step from the next layer's δ."""
+
+    part: ClassVar[str] = "delta"
 
     l: int
     j: int
@@ -361,6 +384,8 @@ class Delta(Quantity):
 class SampleGrad(Quantity):
     """One sample's ∂E/∂p = δ of p's unit · p's source (1 for a bias)."""
 
+    part: ClassVar[str] = "gradient"
+
     param: Param
     s: int
 
@@ -382,6 +407,8 @@ class SampleGrad(Quantity):
 @dataclass(frozen=True)
 class Grad(Quantity):
     """∂E_total/∂p: δ · source, combined over the samples."""
+
+    part: ClassVar[str] = "gradient"
 
     param: Param
 

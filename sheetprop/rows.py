@@ -103,7 +103,7 @@ class RowOrdered:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._ws, name)
-        if not name.startswith("write"):
+        if not name.startswith(("write", "merge_range")):
             return method
 
         def defer(row: int, col: int, *args: Any, **kwargs: Any) -> None:

@@ -176,12 +176,8 @@ class Plan:
             raise limits.LimitError(self.cost.refusal())
         limits.check_text(net.description, "the template's description")
         rates = len(self.learning_rates)
-        if len(self.training) > diagram.MAX_TRAINING_SHEETS:
-            made = f"{len(net.optimizers)} optimizers × {rates}" if len(net.optimizers) > 1 else f"{rates}"
-            raise limits.LimitError(
-                f"{made} learning rates need {len(self.training)} training sheets; a workbook holds at most "
-                f"{diagram.MAX_TRAINING_SHEETS} (the network diagram picks among them in one formula, and Excel "
-                f"allows {limits.MAX_FORMULA_CHARS:,} characters in a formula)")
+        several = f"{len(net.optimizers)} optimizers × " if len(net.optimizers) > 1 else ""
+        limits.check_training_sheets(len(self.training), f"{several}{rates} learning rates")
         for layout in self.training[::rates]:  # an optimizer's sheets have the same shape and formulas
             layout.check()
         limits.check_extent(self.equations.last_row + 1, EquationsLayout.VALUE_COL + 1, "the Equations sheet")
@@ -380,8 +376,11 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     ws.write(1, 0, "Each value is a live formula over the inputs on the Network sheet; the training sheets "
                    "repeat the same one-step formulas (each δ from the next layer's δ) row after row.", f.note)
     book.write_row(ws, eq.FIRST_ROW - 1, 0, ["Quantity", "Chain rule", "Equation", "Value at iteration 0"], f.header)
-    for title, qs in eq.sections:
-        ws.write(eq.rows[qs[0]] - 1, 0, title, f.subtitle)
+    for title, qs in eq.sections:  # merged across the sheet, so that no cell beside it cuts a heading short
+        ws.merge_range(eq.rows[qs[0]] - 1, 0, eq.rows[qs[0]] - 1, eq.VALUE_COL, title, f.subtitle)
+    book.scientific_beyond(ws, eq.FIRST_ROW, eq.VALUE_COL, eq.last_row, eq.VALUE_COL)
+    heading = book.workbook.add_format({"bold": True, "font_size": 12, "font_color": "#2F5597", "valign": "top"})
+    wrapped = book.workbook.add_format({"text_wrap": True, "valign": "top"})
     for line in plan.equation_lines:
         r = eq.rows[line.quantity]
         ws.write(r, eq.NAME_COL, line.name, f.label)
@@ -392,8 +391,10 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     for optimizer, lines in plan.update_lines.items():
         rule, start = OPTIMIZERS[optimizer], starts[optimizer]
         first = eq.update_rows[(optimizer, lines[0].quantity)]
-        ws.write(first - 1, 0, f"Update: the first step of {rule.title} (with η = lr_1, t = 1)", f.subtitle)
-        ws.write_string(first - 1, eq.EQUATION_COL, rule.rule)
+        text = f"The first step, with η = lr_1 and t = 1:  {rule.rule}"
+        ws.merge_range(first - 1, 0, first - 1, eq.CHAIN_COL, f"Update: {rule.title}", heading)
+        ws.merge_range(first - 1, eq.EQUATION_COL, first - 1, eq.VALUE_COL, text, wrapped)
+        ws.set_row(first - 1, 15 * math.ceil(len(text) / 100))  # its lines, wrapped within the equation and value
         for line in lines:
             r = eq.update_rows[(optimizer, line.quantity)]
             q = line.quantity

@@ -2,15 +2,22 @@
 sheet a student picks. LibreOffice recalculates after the picks are changed; the numpy reference (itself
 held against torch autograd) is the oracle for the values shown."""
 
+import itertools
+
 import openpyxl
 import pytest
+from click.testing import CliRunner
 
-from sheetprop import recalc, reference, template
+from sheetprop import api, limits, recalc, reference, template
+from sheetprop.cli import main
 from sheetprop.diagram import MAX_WEIGHT_LABELLED, Diagram
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
 from sheetprop.quantities import A, Input, Param, Target
+from sheetprop.readback import SavedBook
+from sheetprop.update import OPTIMIZERS
+from sheetprop.verification import scan_errors
 from sheetprop.workbook import Plan, build
-from tests.xlsx import chart_sheets, charts, with_inputs
+from tests.xlsx import assert_recalculation_matches_cache, chart_sheets, charts, with_inputs
 
 DATA_COL = 20  # where the Network sheet keeps what the diagram reads (column U)
 
@@ -109,3 +116,118 @@ def test_a_compact_diagram_draws_each_layer_from_its_own_units(tmp_path):
         units = [p for p in diagram.points if isinstance(p.quantity, (Input, A)) and p.x == l]
         first, last = rows[id(units[0])], rows[id(units[-1])]
         assert series["y"].endswith(f"${first}:$W${last}") and last - first + 1 == net.size(l)
+
+
+def small_networks():
+    """Every network of 1 to 3 units per layer (its weights labelled too) and 1 to 3 layers, with 1 and 4
+    samples (their labels are wider), and a few with up to 12 units a layer (units labelled): name → network."""
+    shapes = [(sizes, samples) for samples, depth in itertools.product((1, 4), (1, 2, 3))
+              for sizes in itertools.product((1, 2, 3), repeat=depth + 1)]
+    shapes += [((2, 12, 1), 4), ((12, 12), 1), ((4, 7, 12, 1), 1)]
+    out = {}
+    for sizes, samples in shapes:
+        sample = {"inputs": [0.5] * sizes[0], "targets": [0.5] * sizes[-1]}
+        out[f"{'-'.join(map(str, sizes))}x{samples}"] = template.from_dict({
+            "name": "n", "loss": "l2", "samples": [sample] * samples, "init": {"seed": 1},
+            "layers": [{"size": n, "activation": "tanh"} for n in sizes[1:]]})
+    return out
+
+
+def overlapping(diagram: Diagram) -> list[tuple[str, str]]:
+    """Every pair of shown labels whose boxes overlap, and every label that leaves the plot area."""
+    boxes = [(p.text, diagram.label_box(p)) for p in diagram.points if diagram.shows(p)]
+    out = [(a, b) for (a, (l1, b1, r1, t1)), (b, (l2, b2, r2, t2)) in itertools.combinations(boxes, 2)
+           if l1 < r2 and l2 < r1 and b1 < t2 and b2 < t1]
+    (x0, x1), (y0, y1) = diagram.x_axis, diagram.y_axis
+    return out + [(a, "the edge") for a, (left, bottom, right, top) in boxes
+                  if left < x0 or right > x1 or bottom < y0 or top > y1]
+
+
+SMALL = small_networks()
+
+
+@pytest.mark.parametrize("name", list(template.shipped()) + list(SMALL))
+def test_no_two_labels_of_the_diagram_overlap(name):
+    net = SMALL[name] if name in SMALL else template.load(name)
+    diagram = Diagram(tuple(Plan(net, (0.5,), 1).training))
+    assert diagram.labelled
+    assert overlapping(diagram) == []
+
+
+def test_label_boxes_are_estimated_in_chart_units_from_the_text_and_font():
+    """The estimate the overlap test relies on: xor's unit label, 16 characters of bold 9 pt, is about 85
+    pixels wide in LibreOffice's drawing, a weight's 8 pt label about 70; the chart is 870 pixels wide."""
+    diagram = Diagram(tuple(Plan(template.load("xor"), (0.5,), 1).training))
+    per_pixel = diagram.pixels(1, 1)
+    unit = next(p for p in diagram.points if p.text.startswith("a[2]_1"))
+    weight = next(p for p in diagram.points if p.text.startswith("w[2]_11"))
+    for point, drawn in ((unit, 85), (weight, 70)):
+        left, _, right, _ = diagram.label_box(point)
+        assert 1.0 <= (right - left) / per_pixel[0] / drawn <= 1.5  # never narrower than drawn, not much wider
+
+
+def picker(ws) -> list:
+    """The cells beside the training-sheet picker: the optimizer's name (where there are several), then η."""
+    return [c.value for c in ws[7][6:8] if c.value is not None]
+
+
+def test_the_picker_names_the_optimizer_beside_the_picked_sheets_learning_rate(tmp_path):
+    api.build("classic", [0.5, 2.0], 2, tmp_path / "two.xlsx", optimizers=["sgd", "adam"])
+    ws = openpyxl.load_workbook(tmp_path / "two.xlsx")[NETWORK_SHEET]
+    name, rate = ws["G7"], ws["H7"]
+    assert name.value == f'=CHOOSE({DIAGRAM_SHEET},"Gradient descent,","Gradient descent,","Adam,","Adam,")'
+    assert rate.value == f"=CHOOSE({DIAGRAM_SHEET},lr_1,lr_2,lr_1,lr_2)" and '"η = "' in rate.number_format
+    cached = openpyxl.load_workbook(tmp_path / "two.xlsx", data_only=True)[NETWORK_SHEET]
+    assert picker(cached) == ["Gradient descent,", 0.5]
+    api.build("classic", [0.5, 2.0], 2, tmp_path / "one.xlsx")
+    assert picker(openpyxl.load_workbook(tmp_path / "one.xlsx", data_only=True)[NETWORK_SHEET]) == [0.5]
+
+
+SIX = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
+MANY = {"sheets31": ([round(0.05 * (i + 1), 2) for i in range(31)], ["sgd"]),
+        "sheets36": ([0.1, 0.2, 0.5, 0.8, 1.0, 2.0], SIX),
+        "most": ([round(0.05 * (i + 1), 2) for i in range(limits.MAX_TRAINING_SHEETS // 6)], SIX)}
+
+
+@pytest.fixture(scope="module")
+def many_sheets(soffice, tmp_path_factory) -> dict:
+    """Workbooks of 31, 36 (the six optimizers at six η) and the most training sheets a build allows, with
+    the diagram set to iteration 2 of the last sheet, and the 36 as built, recalculated by one start of
+    LibreOffice: name → (built workbook, network, learning rates, recalculated workbook)."""
+    folder = tmp_path_factory.mktemp("many")
+    (folder / "built").mkdir()
+    built, picked = {}, []
+    for name, (lrs, optimizers) in MANY.items():
+        book = api.build("classic", lrs, 3, folder / "built" / f"{name}.xlsx", optimizers=optimizers)
+        built[name] = (book.path, book.network, lrs)
+        edits = {DIAGRAM_ITERATION: 2, DIAGRAM_SHEET: len(lrs) * len(optimizers)}
+        picked.append(with_inputs(book.path, edits, folder / f"{name}-picked.xlsx"))
+    fresh = recalc.recalculate_all(picked + [built["sheets36"][0]], folder / "out")
+    out = {name: (*built[name], result) for name, result in zip(MANY, fresh)}
+    out["sheets36 as built"] = (*built["sheets36"], fresh[-1])
+    return out
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("name", list(MANY))
+def test_more_training_sheets_than_a_libreoffice_choose_takes_show_the_picked_one(many_sheets, name):
+    book, net, lrs, recalculated = many_sheets[name]
+    assert scan_errors(SavedBook(recalculated)) == []
+    diagram = Diagram(tuple(Plan(net, tuple(lrs), 3).training))
+    last = diagram.sheets[-1]
+    trace = reference.train(net, lrs, 3, optimizer=last.optimizer)
+    ws = openpyxl.load_workbook(recalculated, data_only=True)[NETWORK_SHEET]
+    for point, cell in shown(ws, net, diagram):
+        want = float(point.quantity.values(trace)[last.lr_slot, 2])
+        assert cell.value == pytest.approx(want, rel=1e-9, abs=1e-12), (point.text, cell.value, want)
+    several = [f"{OPTIMIZERS[last.optimizer].title},"] if len(net.optimizers) > 1 else []
+    assert picker(ws) == several + [lrs[-1]]
+
+
+@pytest.mark.libreoffice
+def test_36_training_sheets_recalculate_to_their_cached_labels_and_verify(many_sheets):
+    book, _, _, recalculated = many_sheets["sheets36 as built"]
+    assert assert_recalculation_matches_cache(book, recalculated) > 0
+    result = CliRunner().invoke(main, ["verify", str(book)])
+    assert result.exit_code == 0, result.output
+    assert "OK: within 1e-09" in result.output

@@ -2,17 +2,24 @@
 
 The `formulas` package (Excel's function semantics written in Python; slow, so for small workbooks only)
 recalculates every shipped template: no error cell, and every formula cell equal to its cached value to the
-tolerances the LibreOffice and Gnumeric tests use. It evaluates everything the builder writes: INDEX, CHOOSE,
-MATCH, IFERROR, the array formula {=IFERROR(INDEX(…,MATCH(TRUE,range<target,0)),"never")}, MAX, ABS, EXP, LN,
-SQRT, TANH, IF, ^, defined names and shared formulas (filled-down training columns). One difference from the
-others: it reads a typed number rounded to 15 decimal places (``round(value, 15)`` in
-``formulas.excel.ExcelModel.compile_cell``), so an input below 5e-16 would read as 0; no workbook here has one.
+tolerances the LibreOffice and Gnumeric tests use. These workbooks hold everything the builder writes into cells:
+INDEX, CHOOSE, MATCH, IFERROR, the array formula {=IFERROR(INDEX(…,MATCH(TRUE,range<target,0)),"never")}, MAX,
+MIN, ABS, EXP, LN, SQRT, TANH, IF, COUNTIF, ^, defined names and shared formulas (the filled-down training
+columns); the workbooks of 31 and more training sheets below add INT (CHOOSE nested by thirties). `formulas`
+evaluates all of them, with two limits of its own:
+- CHOOSE takes at most 63 values (it calls numpy.choose, which takes at most 64 arrays; 32 in numpy 1.x) and
+  answers #VALUE! beyond, as LibreOffice does beyond 30: the test of the most training sheets holds it too.
+- It reads a typed number rounded to 15 decimal places (``round(value, 15)`` in
+  ``formulas.excel.ExcelModel.compile_cell``), so an input below 5e-16 would read as 0; no workbook here has one.
+It reports a value by the cell's name, "'[book.xlsx]SHEET'!B7" (the sheet's name upper-cased), and an error
+value as an ``XlError`` (a str: "#NUM!", "#VALUE!"); tests/xlsx.py reads both.
 
 Then LibreOffice, Gnumeric and `formulas` recalculate workbooks at the limits (hypothesis, one example each, a
-few workbooks per LibreOffice start): 1, 30, 31 and the most training sheets the build allows (the diagram's
-CHOOSE lists one value per training sheet; LibreOffice allows 30), and networks whose gradients underflow (their
-squares, in RMSprop's and Adam's state, fall below the smallest double) or whose values overflow. No engine may
-show an error value where torch (tests/torch_oracle.py) is finite.
+few workbooks per start of LibreOffice): 1, 30, 31 and the most training sheets the build allows (the diagram's
+CHOOSE lists one value per training sheet), and networks whose gradients underflow (their squares, in RMSprop's
+and Adam's state, fall below the smallest double: LibreOffice's ``^`` answers #NUM! there) or whose values
+overflow. No engine may show an error value where torch (tests/torch_oracle.py) is finite. Gnumeric computes
+in long double, so it shows none even where doubles overflow.
 """
 
 import dataclasses
@@ -31,7 +38,7 @@ from sheetprop.readback import SavedBook
 from sheetprop.update import OPTIMIZERS
 from sheetprop.verification import scan_errors
 from sheetprop.workbook import build
-from tests.networks import networks
+from tests.networks import ELEMENTWISE, networks
 from tests.torch_oracle import torch_gradients, torch_training
 from tests.xlsx import assert_formulas_matches_cache, formulas_errors, formulas_values, gnumeric_errors
 
@@ -50,7 +57,12 @@ FORMULAS_BOOKS = {
 }
 
 
-@pytest.mark.parametrize("name", list(template.shipped()))
+# The two that take longest in `formulas` (deep about 30 s, wide 15 s, on two cores): marked slow, run by default.
+SLOW_IN_FORMULAS = {"deep", "wide"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_IN_FORMULAS else [])
+                                  for name in template.shipped()])
 def test_formulas_engine_recalculates_every_template_to_its_cached_values(formulas_engine, name, tmp_path):
     optimizers, rates, iterations = FORMULAS_BOOKS.get(name, FORMULAS_BOOKS["classic"])
     net = dataclasses.replace(template.load(name), optimizers=optimizers)
@@ -155,6 +167,17 @@ def sheet_counts(most: int) -> list[int]:
 
 
 @st.composite
+def one_to_one(draw):
+    """A 1-1 network: any elementwise activation, L2 or MSE loss, with or without a bias, one sample."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    bias = draw(st.booleans())
+    layer = {"size": 1, "activation": draw(st.sampled_from(ELEMENTWISE)), "bias": bias,
+             "weights": [[rng.uniform(-1, 1)]], **({"biases": [rng.uniform(-1, 1)]} if bias else {})}
+    return template.from_dict({"name": "one-to-one", "loss": draw(st.sampled_from(["l2", "mse"])), "layers": [layer],
+                               "samples": [{"inputs": [rng.uniform(-1, 1)], "targets": [rng.uniform(0, 1)]}]})
+
+
+@st.composite
 def many_sheets(draw, most: int) -> list[Book]:
     """A workbook for each count of training sheets: random small networks (the one with the most sheets is
     a 1-1 network, one iteration, so that `formulas` reads it in seconds), the sheets split between a divisor
@@ -162,7 +185,7 @@ def many_sheets(draw, most: int) -> list[Book]:
     books = []
     for n in sheet_counts(most):
         small = n <= 31
-        net = draw(networks(max_layers=2 if small else 1, max_units=3 if small else 1, max_samples=2 if small else 1))
+        net = draw(networks(max_layers=2, max_units=3, max_samples=2) if small else one_to_one())
         k = draw(st.sampled_from([d for d in range(1, len(OPTIMIZERS) + 1) if n % d == 0]))
         optimizers = tuple(draw(st.permutations(sorted(OPTIMIZERS)))[:k])
         lr0 = draw(st.sampled_from([0.1, 0.5, 1.0]))

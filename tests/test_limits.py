@@ -3,13 +3,15 @@
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from xlsxwriter.utility import quote_sheetname, xl_range_abs
 
 from sheetprop import limits, recalc, template
 from sheetprop.cli import main
-from sheetprop.layout import TrainingLayout
+from sheetprop.formulas import choose
+from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, TrainingLayout, training_sheet_name
 from sheetprop.quantities import LayerMax, LayerSumExp
 from sheetprop.workbook import build
-from tests.xlsx import assert_recalculation_matches_cache
+from tests.xlsx import assert_recalculation_matches_cache, gnumeric_sheets
 
 
 def write_template(folder, sizes, activations, loss="l2", iterations=5, name="net"):
@@ -74,14 +76,15 @@ def test_a_300_way_softmax_recalculates_in_libreoffice(soffice, tmp_path):
 
 
 @pytest.mark.parametrize("formula, shape", [
-    ("=B6-$B$2*AC6", (0, 0)),
-    ("=IF(B6>=0,1/(1+EXP(-B6)),EXP(B6)/(1+EXP(B6)))", (2, 3)),
-    ('=IFERROR(INDEX(\'lr=0.1\'!$A$6:$A$16,MATCH(TRUE,\'a,b(\'!$B$6:$B$16<x,0)),"never, ( ever")', (3, 3)),
-    ("=PI()+SUM(1)", (1, 1)),
-    ("=MAX(" + ",".join(["A1"] * 300) + ")", (1, 300)),
-    ("=" + "ABS(" * 70 + "1" + ")" * 70, (70, 1)),
+    ("=B6-$B$2*AC6", (0, 0, 0)),
+    ("=IF(B6>=0,1/(1+EXP(-B6)),EXP(B6)/(1+EXP(B6)))", (2, 3, 0)),
+    ('=IFERROR(INDEX(\'lr=0.1\'!$A$6:$A$16,MATCH(TRUE,\'a,b(\'!$B$6:$B$16<x,0)),"never, ( ever")', (3, 3, 0)),
+    ("=PI()+SUM(1)", (1, 1, 0)),
+    ("=MAX(" + ",".join(["A1"] * 300) + ")", (1, 300, 0)),
+    ("=" + "ABS(" * 70 + "1" + ")" * 70, (70, 1, 0)),
+    ('=CHOOSE(k,"a,b",CHOOSE(k-1,x,y,z),choose(2,1,2,3,4,5))', (2, 6, 5)),
 ])
-def test_formula_shape_counts_function_nesting_and_arguments(formula, shape):
+def test_formula_shape_counts_function_nesting_arguments_and_choose_values(formula, shape):
     assert limits.formula_shape(formula) == shape
 
 
@@ -89,6 +92,7 @@ def test_formula_shape_counts_function_nesting_and_arguments(formula, shape):
     ("=" + "+".join(["A1"] * 3000), "a formula of 8,999 characters; Excel allows 8,192"),
     ("=" + "ABS(" * 70 + "1" + ")" * 70, "functions nested 70 deep; Excel allows 64"),
     ("=MAX(" + ",".join(["A1"] * 300) + ")", "a function of 300 arguments; Excel allows 255"),
+    ("=CHOOSE(1," + ",".join(["A1"] * 31) + ")", "a CHOOSE of 31 values; LibreOffice allows 30"),
 ])
 def test_check_formula_names_the_limit_and_by_how_much(formula, words):
     with pytest.raises(limits.LimitError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -104,3 +108,85 @@ def test_verify_reports_a_formula_beyond_excels_limits(soffice, classic_book, tm
     result = CliRunner().invoke(main, ["verify", str(edited)])
     assert result.exit_code == 1
     assert "beyond Excel's limits at Compare!H1: this cell needs a formula of 8,999 characters" in result.output
+
+
+def test_a_choose_of_30_values_passes_the_check():
+    limits.check_formula("=CHOOSE(1," + ",".join(["A1"] * 30) + ")", "x")
+
+
+def pick(formula: str, k: int) -> float:
+    """A formula of CHOOSE, INT, numbers and k, evaluated as the engines do (CHOOSE evaluates its pick only)."""
+    def CHOOSE(index, *values):  # noqa: N802 (Excel's name)
+        return values[int(index) - 1] if 1 <= index <= len(values) else None
+
+    return eval(formula.lstrip("=").replace("INT(", "int(").replace("k", str(k)), {"CHOOSE": CHOOSE})
+
+
+@pytest.mark.parametrize("n", [1, 2, 30, 31, 36, 60, 61, 120, 900, 901])
+def test_choose_nests_any_number_of_values_within_libreoffices_30(n):
+    formula = "=" + choose("k", [str(10 * v) for v in range(1, n + 1)])
+    assert limits.formula_shape(formula).choose_values <= min(n, 30)
+    limits.check_formula(formula, "x")
+    assert [pick(formula, k) for k in range(1, n + 1)] == [10 * k for k in range(1, n + 1)]
+
+
+def test_the_diagram_formula_fits_every_limit_at_the_most_training_sheets_in_the_widest_sheet():
+    most = limits.MAX_TRAINING_SHEETS
+    last = xl_range_abs(TrainingLayout.FIRST_ROW, limits.MAX_COLUMNS - 1, limits.MAX_ROWS - 1, limits.MAX_COLUMNS - 1)
+    widest = f"INDEX({quote_sheetname(training_sheet_name(most - 1))}!{last},{DIAGRAM_ITERATION}+1)"
+    formula = "=" + choose(DIAGRAM_SHEET, [widest] * most)
+    limits.check_formula(formula, "the diagram")
+    assert len(formula) > 0.9 * limits.MAX_FORMULA_CHARS  # the most: not far below the limit
+
+
+def test_one_training_sheet_more_than_the_most_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    most = limits.MAX_TRAINING_SHEETS
+    rates = [str(round(0.01 * (i + 1), 2)) for i in range(most // 6 + 1)]
+    out = tmp_path / "b.xlsx"
+    result = CliRunner().invoke(main, ["build", "--lr", *rates, "--optimizer", "sgd", "momentum", "nesterov",
+                                       "rmsprop", "adam", "adamw", "--iterations", "1", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"Error: classic cannot be written for Excel: 6 optimizers × {len(rates)} learning rates need "
+        f"{6 * len(rates)} training sheets; a workbook holds at most {most} (the network diagram picks among them in "
+        "one formula, and Excel allows 8,192 characters in a formula)"]
+    assert list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(main, ["build", "--lr", *[str(round(0.01 * (i + 1), 2)) for i in range(most)],
+                                       "--iterations", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output  # the most itself is written
+
+
+# a formula of n values, arguments or nested calls, which computes n where the engine takes it
+PROBES = {
+    "CHOOSE_VALUES": lambda n: f"=CHOOSE({n},{','.join(map(str, range(1, n + 1)))})",
+    "ARGUMENTS": lambda n: "=SUM(" + ",".join(["1"] * n) + ")",
+    "NESTING": lambda n: "=" + "ABS(" * n + str(n) + ")" * n,
+}
+
+
+@pytest.mark.libreoffice
+def test_the_engines_limits_are_those_libreoffice_and_gnumeric_compute(soffice, ssconvert, tmp_path):
+    """Each engine's value in sheetprop.limits computes, and one more is an error; None (no limit below the others')
+    computes beyond every other engine's."""
+    import xlsxwriter
+
+    cases = []  # (engine, formula, computes)
+    for name, probe in PROBES.items():
+        limit = getattr(limits, name)
+        most = max(limit.engines.values())
+        for engine, value in (("LibreOffice", limit.libreoffice), ("Gnumeric", limit.gnumeric)):
+            cases += [(engine, probe(value), value), (engine, probe(value + 1), None)] if value else [
+                (engine, probe(most + 1), most + 1)]
+    path = tmp_path / "probes.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("probes")
+        for row, (_, formula, _) in enumerate(cases):
+            ws.write_formula(row, 0, formula, None, 0)
+    libreoffice = openpyxl.load_workbook(recalc.recalculate(path, tmp_path / "lo"), data_only=True)["probes"]
+    [gnumeric] = gnumeric_sheets(path, ssconvert, tmp_path / "gnumeric")
+    for row, (engine, formula, computes) in enumerate(cases):
+        got = libreoffice.cell(row + 1, 1).value if engine == "LibreOffice" else gnumeric[row][0]
+        if computes is None:
+            assert isinstance(got, str) and got.startswith(("#", "Err")), (engine, formula[:40], got)
+        else:
+            assert float(got) == computes, (engine, formula[:40], got)

@@ -14,6 +14,7 @@ from openpyxl.utils.cell import column_index_from_string, get_column_letter
 
 from sheetprop.layout import GRADIENT_CHECK_SHEET
 from sheetprop.readback import SavedBook
+from sheetprop.recalc import _profile_dir, find_soffice
 from sheetprop.verification import relative_difference, scan_errors
 
 # A central difference (E(p + h) − E(p − h)) / 2h carries the rounding of E magnified by 1/h (about 1e-11 at
@@ -133,6 +134,20 @@ def with_inputs(book: Path, edits: dict, out: Path) -> Path:
         wb[sheet][ref.replace("$", "")] = value
     wb.save(out)
     return out
+
+
+def libreoffice_sheets(book: Path, out_dir: Path) -> dict[str, list[list[str]]]:
+    """Every sheet as LibreOffice shows it after recalculating (texts, and numbers in their number formats; a
+    conditional format is not applied), sheet name → rows of text."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([find_soffice(), f"-env:UserInstallation={_profile_dir().as_uri()}", "--headless", "--norestore",
+                    "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true,false,false,-1",
+                    "--outdir", str(out_dir), str(book)], check=True, capture_output=True)
+    sheets = {}
+    for name in openpyxl.load_workbook(book, read_only=True).sheetnames:
+        with open(out_dir / f"{book.stem}-{name}.csv", newline="", encoding="utf-8") as f:
+            sheets[name] = list(csv.reader(f))
+    return sheets
 
 
 def gnumeric_sheets(book: Path, ssconvert: str, out_dir: Path) -> list[list[list[str]]]:

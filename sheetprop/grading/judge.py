@@ -24,6 +24,7 @@ from openpyxl.formula.tokenizer import Tokenizer
 from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
 
 from sheetprop import template
+from sheetprop import formulas
 from sheetprop.formulas import Style
 from sheetprop.grading import relations
 from sheetprop.grading.relations import LossSlope, Slope, Updated, compute, derivations
@@ -368,15 +369,16 @@ class _Judge:
                 return np.concatenate([prev[:1], self.student[Updated(q)][:-1]])
             g = self.given(swap.get(Grad(q), Grad(q)), swap, style, root=False, leaves=leaves)
             return np.concatenate([prev[:1], prev[:-1] - self.setup.lr * g[:-1]])
-        read: list[np.ndarray] = []
+        read: dict[str, np.ndarray] = {}
         wrap = "{}" if isinstance(style, _NoParentheses) else "({})"
 
         def text(r: Quantity, way: int = 0) -> str:
             def ref(s: Quantity) -> str:
                 s = swap.get(s, s)
                 if isinstance(s, Param) or self.inputs(s) is not None or (s in self.student and leaves(s)):
-                    read.append(self.given(s, swap, style, root=False, leaves=leaves))
-                    return f"v{len(read) - 1}"
+                    name = f"v{len(read)}"
+                    read[name] = self.given(s, swap, style, root=False, leaves=leaves)
+                    return name
                 return wrap.format(text(s))
 
             ways = derivations(self.setup.net, r)
@@ -384,7 +386,7 @@ class _Judge:
                 return r.formula(self.setup.net, ref, style)
             return ways[min(way, len(ways) - 1)](ref)
 
-        return relations.evaluate(text(q, way), read)
+        return formulas.evaluate(text(q, way), read)
 
     def ways(self, q: Quantity) -> int:
         return 2 if isinstance(q, Param) else len(derivations(self.setup.net, q))

@@ -3,8 +3,8 @@
 The writer's quantities (:mod:`sheetprop.quantities`) are joined by the chain rule's factors that students
 often give columns of their own (∂E/∂a_o1, ∂a_o1/∂o1, ∂E/∂a_h1, ∂E_o1/∂a_h1) and by a weight after this
 row's update (w5+). Each is computed from the quantities it reads by its own Excel formula, the same text
-the writer writes, evaluated here over numpy arrays (every iteration at once) with
-:func:`evaluate`. Some quantities can be derived in more than one way (δ_o1 from a_o1 and t1, or from
+the writer writes, evaluated over numpy arrays (every iteration at once) with
+:func:`sheetprop.formulas.evaluate`. Some quantities can be derived in more than one way (δ_o1 from a_o1 and t1, or from
 ∂E/∂a_o1 · ∂a_o1/∂o1): :func:`derivations` lists them.
 """
 
@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from sheetprop.formulas import EXCEL, Style, fill
+from sheetprop.formulas import EXCEL, Style, evaluate, fill
 from sheetprop.network import Network
 from sheetprop.quantities import A, Delta, Grad, LearningRate, LossTerm, Param, Quantity, Ref, Target, Total, Z
 
@@ -156,38 +156,14 @@ def reads(net: Network, q: Quantity) -> set[Quantity]:
     return found
 
 
-# -- evaluating the project's own formulas over arrays ------------------------------------------------------
-_FUNCTIONS = {
-    "IF": lambda c, a, b: np.where(c, a, b), "EXP": np.exp, "LN": np.log, "SQRT": np.sqrt, "TANH": np.tanh,
-    "ABS": np.abs, "MAX": lambda *x: np.maximum.reduce(np.broadcast_arrays(*x)),
-    "MIN": lambda *x: np.minimum.reduce(np.broadcast_arrays(*x)),
-}
-_TOKEN = re.compile(r"(<>|>=|<=|=|[A-Z]+\(|v\d+)")
-
-
-def evaluate(formula: str, values: list[np.ndarray]) -> np.ndarray:
-    """An Excel formula of this project's vocabulary (+ − * /, comparisons, IF EXP LN SQRT TANH ABS MAX MIN)
-    whose references are ``v0``, ``v1``, … (``values[0]``, …), evaluated elementwise."""
-
-    def python(match: re.Match) -> str:
-        token = match.group()
-        if token.endswith("("):
-            return f"F[{token[:-1]!r}]("
-        return {"<>": "!=", "=": "==", ">=": ">=", "<=": "<="}.get(token, token)
-
-    code = _TOKEN.sub(lambda m: python(m) if not m.group().startswith("v") else f"V[{m.group()[1:]}]",
-                      formula.lstrip("="))
-    with np.errstate(all="ignore"):
-        return np.asarray(eval(code, {"__builtins__": {}, "F": _FUNCTIONS, "V": values}), dtype=float)  # noqa: S307
-
-
 def compute(formula: Callable[[Ref], str], value: Callable[[Quantity], np.ndarray]) -> np.ndarray:
     """A derivation evaluated with ``value`` giving each quantity it reads."""
-    read: list[np.ndarray] = []
+    read: dict[str, np.ndarray] = {}
 
     def ref(q: Quantity) -> str:
-        read.append(np.asarray(value(q), dtype=float))
-        return f"v{len(read) - 1}"
+        name = f"v{len(read)}"
+        read[name] = np.asarray(value(q), dtype=float)
+        return name
 
     return evaluate(formula(ref), read)
 
