@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from sheetprop import template, wording
 from sheetprop.book import check_target
+from sheetprop.exercise import ExerciseError
+from sheetprop.exercise import parts as exercise_parts
 from sheetprop.layout import lr_label
 from sheetprop.limits import LimitError
 from sheetprop.network import Network
@@ -99,7 +101,8 @@ class Built:
 
 def build(template: str | Path | dict[str, Any] | Network = "classic", learning_rates: Sequence[float] | None = None,
           iterations: int | None = None, out: str | Path | None = None, force: bool = False,
-          optimizers: str | Sequence[str] | None = None, progress: bool | None = None) -> Built:
+          optimizers: str | Sequence[str] | None = None, progress: bool | None = None,
+          exercise: bool | str | Sequence[str] = False) -> Built:
     """Write the live backpropagation workbook for ``template`` (see :func:`load`) and return its summary.
 
     One training sheet per optimizer (``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adam``, ``adamw``, as
@@ -110,7 +113,9 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     or :class:`~sheetprop.limits.LimitError` (a network too large for Excel, or more cells than a spreadsheet
     program can open); nothing is written then. A build expected to take more than ten seconds first says how
     many cells, how large a file and how long, then shows its progress (``progress`` True or False: always or
-    never)."""
+    never). ``exercise`` writes the student's version instead: the parts of the derivation named (``True``:
+    every δ, gradient and update; or some of ``forward``, ``loss``, ``delta``, ``gradient``, ``update``, ``all``)
+    left blank to be written, each blank cell checked as it is filled (see :mod:`sheetprop.exercise`)."""
     net = load(template)
     if isinstance(learning_rates, (str, int, float)):
         learning_rates = [learning_rates]
@@ -133,7 +138,11 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     iterations = net.iterations if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise BuildError(f"iterations must be a whole number of at least 1, got {iterations!r}")
-    cost = Plan(net, tuple(lrs), iterations).cost
+    try:
+        blank = exercise_parts(exercise) if exercise is not False else frozenset()
+    except ExerciseError as exc:
+        raise BuildError(str(exc)) from None
+    cost = Plan(net, tuple(lrs), iterations, blank).cost
     if not cost.openable:
         raise LimitError(f"{net.name} cannot be written: {cost.refusal()}")
     if out is None:
@@ -145,7 +154,7 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
     with tqdm(total=cost.cells, unit="cell", unit_scale=True, disable=not shown, file=sys.stderr,
               dynamic_ncols=True) as bar:
         try:
-            summary = write_workbook(net, lrs, iterations, out, force=force, progress=bar.update)
+            summary = write_workbook(net, lrs, iterations, out, force=force, progress=bar.update, exercise=blank)
         except LimitError as exc:
             raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
     return Built(Path(out), net, iterations, summary, cost.cells)

@@ -9,6 +9,7 @@ import click
 
 from sheetprop import __version__, template, wording
 from sheetprop.book import OutputError
+from sheetprop.exercise import DEFAULT_PARTS, PARTS
 from sheetprop.layout import TrainingLayout
 from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
@@ -124,20 +125,30 @@ def main() -> None:
 @click.option("--template", "template_name", default="classic", show_default=True, metavar="NAME|PATH",
               help="A template name from `sheetprop templates` or a path to a .toml file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing workbook.")
+@click.option("--exercise", is_flag=True,
+              help="Write the student's version: every δ, gradient and update left blank to be written, each blank "
+                   "cell checked as it is filled.")
+@click.option("--blank", "blank", cls=ManyValues, type=click.Choice([*PARTS, "all"]), metavar="PART [PART ...]",
+              help=f"With --exercise, the parts left blank ({', '.join(PARTS)}, all; default: "
+                   f"{' '.join(DEFAULT_PARTS)}).")
 def build(learning_rates: tuple[float, ...], optimizers: tuple[str, ...], iterations: int | None, out: Path | None,
-          template_name: str, force: bool) -> None:
+          template_name: str, force: bool, exercise: bool, blank: tuple[str, ...]) -> None:
     """Write the live backpropagation workbook.
 
     \b
     Examples:
       sheetprop build --lr 0.1 0.2 0.5 0.8 1 2
       sheetprop build --lr 0.01 0.1 --optimizer sgd momentum nesterov rmsprop adam adamw
+      sheetprop build --lr 0.5 --iterations 20 --exercise --out exercise.xlsx
     """
+    if blank and not exercise:
+        raise click.BadParameter("give --exercise too: --blank chooses what an exercise leaves blank",
+                                 param_hint="'--blank'")
     from sheetprop.api import BuildError, build as build_workbook
 
     try:
         built = build_workbook(template_name, list(learning_rates) or None, iterations, out, force=force,
-                               optimizers=list(optimizers) or None)
+                               optimizers=list(optimizers) or None, exercise=list(blank) or exercise)
     except BuildError as exc:
         hint = "'--lr'" if "learning rate" in str(exc) else "'--optimizer'" if "optimizer" in str(exc) else None
         raise click.BadParameter(str(exc), param_hint=hint) from None

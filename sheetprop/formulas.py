@@ -87,19 +87,19 @@ _FUNCTIONS = {
     "ABS": np.abs, "MAX": lambda *x: np.maximum.reduce(np.broadcast_arrays(*x)),
     "MIN": lambda *x: np.minimum.reduce(np.broadcast_arrays(*x)),
 }
-_TOKEN = re.compile(r"<>|>=|<=|=|(?<![\w.])[A-Za-z_][A-Za-z0-9_]*\(?")
+_TOKEN = re.compile(r"<>|>=|<=|=|\^|(?<![\w.])[A-Za-z_][A-Za-z0-9_]*\(?")
 
 
 def evaluate(formula: str, values: Mapping[str, np.ndarray | float]) -> np.ndarray:
-    """A formula of this project's Excel vocabulary (+ − * /, comparisons, IF EXP LN SQRT TANH ABS MAX MIN)
+    """A formula of this project's Excel vocabulary (+ − * / ^, comparisons, IF EXP LN SQRT TANH ABS MAX MIN)
     whose references are names in ``values`` (a range ``a:b`` not allowed), computed elementwise."""
 
     def python(match: re.Match) -> str:
         token = match.group()
         if token.endswith("("):
             return f"F[{token[:-1]!r}]("
-        if token in ("<>", "=", ">=", "<="):
-            return {"<>": "!=", "=": "=="}.get(token, token)
+        if token in ("<>", "=", ">=", "<=", "^"):
+            return {"<>": "!=", "=": "==", "^": "**"}.get(token, token)
         return f"V[{token!r}]"
 
     code = _TOKEN.sub(python, formula.lstrip("="))

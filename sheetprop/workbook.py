@@ -6,6 +6,7 @@ written; the sheet writers then fill it in, each formula carrying the reference'
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sheetprop import diagram, gradcheck, limits, template
 from sheetprop.book import Book, check_target
 from sheetprop.chainrule import Expansion
 from sheetprop.cost import Cost
+from sheetprop.exercise import RIGHT, WRONG, Exercise, answers_sheet
 from sheetprop.formulas import TEXT
 from sheetprop.layout import (
     COMPARE_SHEET,
@@ -111,10 +113,17 @@ class Plan:
     network: Network
     learning_rates: tuple[float, ...]
     iterations: int
+    exercise: frozenset[str] = frozenset()  # the parts left blank for a student (see sheetprop.exercise)
 
     @cached_property
     def training(self) -> list[TrainingLayout]:
         return training_layouts(self.network, len(self.learning_rates), self.iterations)
+
+    @cached_property
+    def exercises(self) -> dict[str, Exercise]:
+        """Per training sheet, its blank cells and their checks (none unless the workbook is an exercise)."""
+        return {layout.sheet: Exercise(layout, self.exercise, self.learning_rates[layout.lr_slot])
+                for layout in self.training} if self.exercise else {}
 
     @cached_property
     def equations(self) -> EquationsLayout:
@@ -152,9 +161,10 @@ class Plan:
 
     @cached_property
     def gradient_check(self) -> GradientCheckLayout | None:
-        """The Gradient check sheet, or None where it would be too large to be of use."""
+        """The Gradient check sheet, or None where it would be too large to be of use (or, in an exercise that
+        leaves the backward pass blank, where its central differences would give the answers away)."""
         layout = GradientCheckLayout(self.network, self.training[0])
-        if not layout.fits:
+        if not layout.fits or self.exercise & {"delta", "gradient"}:
             return None
         try:
             layout.check()
@@ -188,11 +198,12 @@ class Plan:
 
 
 def build(net: Network, learning_rates: list[float], iterations: int, out: str | Path, force: bool = False,
-          progress: Callable[[int], None] | None = None) -> list[Summary]:
+          progress: Callable[[int], None] | None = None, exercise: frozenset[str] = frozenset()) -> list[Summary]:
     """Check that the workbook fits in Excel, compute the reference trace and write it to ``out`` atomically;
-    ``progress`` is told the training cells of each block as they are written."""
+    ``progress`` is told the training cells of each block as they are written. ``exercise``: the parts of the
+    derivation left blank for a student (see :mod:`sheetprop.exercise`)."""
     check_target(Path(out), force)
-    plan = Plan(net, tuple(learning_rates), iterations)
+    plan = Plan(net, tuple(learning_rates), iterations, exercise)
     plan.check()
     # the reference streams, one trace per optimizer over every learning rate: memory stays flat in N
     streams = [chunks(net, learning_rates, iterations, optimizer=o) for o in net.optimizers]
@@ -204,7 +215,8 @@ def build(net: Network, learning_rates: list[float], iterations: int, out: str |
         compare = book.add_sheet(COMPARE_SHEET)
         if plan.gradient_check is not None:
             _gradient_check_sheet(book, plan.gradient_check)
-        sheets = [_training_sheet(book, layout, starts[layout.optimizer]) for layout in plan.training]
+        sheets = [_training_sheet(book, layout, starts[layout.optimizer], plan.exercises.get(layout.sheet))
+                  for layout in plan.training]
         for blocks in zip(*(itertools.chain([starts[o]], stream) for o, stream in zip(net.optimizers, streams))):
             by_optimizer = dict(zip(net.optimizers, blocks))
             for tally, block in zip(tallies, blocks):
@@ -214,6 +226,11 @@ def build(net: Network, learning_rates: list[float], iterations: int, out: str |
                 if progress is not None:
                     progress(len(blocks[0].total[0]) * len(layout.columns))
         summaries = [s for tally in tallies for s in tally.summaries()]
+        if plan.exercises:  # what the sheets show before the student writes anything
+            summaries = [_exercise_summary(plan.exercises[layout.sheet], s) for layout, s in
+                         zip(plan.training, summaries)]
+            for layout in plan.training:
+                _answers_sheet(book, plan.exercises[layout.sheet])
         _compare_sheet(book, compare, plan, summaries)
         _meta_sheet(book, plan)
     return summaries
@@ -381,11 +398,15 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     book.scientific_beyond(ws, eq.FIRST_ROW, eq.VALUE_COL, eq.last_row, eq.VALUE_COL)
     heading = book.workbook.add_format({"bold": True, "font_size": 12, "font_color": "#2F5597", "valign": "top"})
     wrapped = book.workbook.add_format({"text_wrap": True, "valign": "top"})
+    yours = "yours to derive: write it in the training sheets"  # a part an exercise leaves blank
     for line in plan.equation_lines:
         r = eq.rows[line.quantity]
         ws.write(r, eq.NAME_COL, line.name, f.label)
         if line.chain:
             ws.write_string(r, eq.CHAIN_COL, line.chain)
+        if line.quantity.part in plan.exercise:
+            ws.write_string(r, eq.EQUATION_COL, yours, f.note)
+            continue
         ws.write_string(r, eq.EQUATION_COL, line.equation)
         ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(trace.values(line.quantity)[0, 0])))
     for optimizer, lines in plan.update_lines.items():
@@ -400,6 +421,9 @@ def _equations_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
             q = line.quantity
             value = start.values(q)[0, 1 if q in net.param_index else 0]  # a parameter after the step
             ws.write(r, eq.NAME_COL, line.name, f.label)
+            if q.part in plan.exercise:
+                ws.write_string(r, eq.EQUATION_COL, yours, f.note)
+                continue
             ws.write_string(r, eq.EQUATION_COL, line.equation)
             ws.write_formula(r, eq.VALUE_COL, line.formula, f.number, _cached(float(value)))
     ws.flush()
@@ -515,9 +539,10 @@ def _gradient_check_sheet(book: Book, layout: GradientCheckLayout) -> None:
 
 
 # -- training sheets --------------------------------------------------------------------------
-def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callable[[Trace], None]:
+def _training_sheet(book: Book, layout: TrainingLayout, start: Trace,
+                    exercise: Exercise | None = None) -> Callable[[Trace], None]:
     """Write a training sheet's head and return the writer of its rows, block by block (``start`` and the
-    blocks: the trace of the sheet's optimizer)."""
+    blocks: the trace of the sheet's optimizer); an exercise's rows are written at once."""
     f, net, slot = book.formats, layout.network, layout.lr_slot
     ws = book.add_sheet(layout.sheet, FormulaRowsWorksheet)
     lr = float(start.learning_rates[slot])
@@ -529,8 +554,14 @@ def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callabl
     ws.write(layout.LR_ROW, 0, "η", f.label)
     ws.write_formula(layout.LR_ROW, layout.LR_COL, f"={lr_name(slot)}", f.number, lr)
     ws.write(layout.LR_ROW, layout.LR_COL + 1, f"from {lr_name(slot)} on the Network sheet", f.note)
+    if exercise is not None:  # the count of right cells (constant memory: every row in order)
+        count = f'=COUNTIF({exercise.check_range},"{RIGHT}")&" of {exercise.cells:,} cells right so far"'
+        ws.write_formula(layout.LR_ROW, layout.LR_COL + 4, count, f.label, f"0 of {exercise.cells:,} cells right so far")
     ws.set_column(0, 0, 9)
     ws.set_column(1, len(layout.columns), 12)
+    if exercise is not None:
+        centred = book.workbook.add_format({"align": "center"})
+        ws.set_column(exercise.check_col(exercise.blanks[0]), exercise.check_col(exercise.blanks[-1]), 5, centred)
     ws.freeze_panes(layout.FIRST_ROW, 1)
     ws.repeat_rows(layout.GROUP_ROW, layout.HEADER_ROW)
     for title, qs in layout.groups:
@@ -539,10 +570,19 @@ def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callabl
             ws.write(layout.GROUP_ROW, first, title, f.group)
         else:
             ws.merge_range(layout.GROUP_ROW, first, layout.GROUP_ROW, last, title, f.group)
+    if exercise is not None:
+        first, last = exercise.check_col(exercise.blanks[0]), exercise.check_col(exercise.blanks[-1])
+        ws.merge_range(layout.GROUP_ROW, first, layout.GROUP_ROW, last, "Checks of the cells you write: ✓ right, "
+                       "✗ not right yet", f.group)
     ws.write(layout.HEADER_ROW, layout.ITERATION_COL, "iteration", f.header)
     for q in layout.columns:
         ws.write(layout.HEADER_ROW, layout.col(q), q.label(net), f.header)
+    for q in exercise.blanks if exercise is not None else ():
+        ws.write(layout.HEADER_ROW, exercise.check_col(q), q.label(net), f.header)
 
+    if exercise is not None:
+        _exercise_rows(book, ws, exercise)
+        return lambda block: None
     r = layout.row(0)  # iteration 0 takes the parameters from the Network sheet
     ws.write_number(r, layout.ITERATION_COL, 0)
     for q in layout.columns:
@@ -557,6 +597,60 @@ def _training_sheet(book: Book, layout: TrainingLayout, start: Trace) -> Callabl
         rows(range(block.first + skip, block.first + len(values)), values[skip:])
 
     return write
+
+
+# -- an exercise's rows and answers -----------------------------------------------------------
+def _exercise_rows(book: Book, ws, exercise: Exercise) -> None:
+    """Every row of an exercise's training sheet: the student's cells blank (input-coloured), the rest the
+    usual formulas over them, and beside the table a check per blank cell with the count of right ones."""
+    f, layout = book.formats, exercise.layout
+    shown, _ = exercise.simulation
+    blanks = exercise.blanks
+    right = book.workbook.add_format({"bg_color": "#C6EFCE", "font_color": "#006100"})
+    wrong = book.workbook.add_format({"bg_color": "#FFC7CE", "font_color": "#9C0006"})
+    checks = book.workbook.add_format({"align": "center"})
+    for k in range(layout.iterations + 1):
+        r = layout.row(k)
+        ws.write_number(r, layout.ITERATION_COL, k)
+        for i, q in enumerate(layout.columns):
+            if exercise.blank(q, k):
+                ws.write_blank(r, layout.col(q), None, f.input)
+                continue
+            template = (layout.first_row_templates if k == 0 else layout.row_templates)[q]
+            ws.write_formula(r, layout.col(q), template.format(r + 1, r), f.number, _cached(float(shown[k, i])))
+        for q in blanks:
+            if exercise.blank(q, k):
+                ws.write_formula(r, exercise.check_col(q), exercise.check_formula(q, k), checks, "")
+    for q in blanks:  # the cell itself turns green or red with its check
+        first = layout.row(0) + (q in layout.network.param_index)
+        cells = f"{xl_rowcol_to_cell(first, layout.col(q))}:{xl_rowcol_to_cell(layout.last_row, layout.col(q))}"
+        check = xl_rowcol_to_cell(first, exercise.check_col(q), col_abs=True)
+        for mark, style in ((RIGHT, right), (WRONG, wrong)):
+            ws.conditional_format(cells, {"type": "formula", "criteria": f'={check}="{mark}"', "format": style})
+
+
+def _answers_sheet(book: Book, exercise: Exercise) -> None:
+    """The very hidden sheet of one training sheet's answers: each blank cell's correct formula over the
+    student's own cells, where the checks read it."""
+    layout = exercise.layout
+    ws = book.add_sheet(answers_sheet(layout.sheet))
+    _, answers = exercise.simulation
+    ws.write(0, 0, f"The answers to {layout.sheet}: each blank cell's formula over the cells the student wrote")
+    for k in range(layout.iterations + 1):
+        for i, q in enumerate(layout.columns):
+            if exercise.blank(q, k):
+                ws.write_formula(layout.row(k), layout.col(q), exercise.answer_formula(q, k), None,
+                                 _cached(float(answers[k, i])))
+    ws.very_hidden()
+
+
+def _exercise_summary(exercise: Exercise, summary: Summary) -> Summary:
+    """A summary line as an exercise shows it before the student writes anything."""
+    shown, _ = exercise.simulation
+    total = np.nan_to_num(shown[:, exercise.layout.columns.index(Total())], nan=0.0)
+    below = np.flatnonzero(total < DEFAULT_ERROR_TARGET)
+    return dataclasses.replace(summary, start=float(total[0]), end=float(total[-1]),
+                               first_below=int(below[0]) if below.size else None, diverged=None)
 
 
 # -- Compare sheet ----------------------------------------------------------------------------

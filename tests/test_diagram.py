@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from sheetprop import api, limits, recalc, reference, template
+from sheetprop import api, recalc, reference, template
 from sheetprop.cli import main
 from sheetprop.diagram import MAX_WEIGHT_LABELLED, Diagram
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
@@ -17,7 +17,7 @@ from sheetprop.readback import SavedBook
 from sheetprop.update import OPTIMIZERS
 from sheetprop.verification import scan_errors
 from sheetprop.workbook import Plan, build
-from tests.xlsx import assert_recalculation_matches_cache, chart_sheets, charts, with_inputs
+from tests.xlsx import chart_sheets, charts, with_inputs
 
 DATA_COL = 20  # where the Network sheet keeps what the diagram reads (column U)
 
@@ -185,15 +185,15 @@ def test_the_picker_names_the_optimizer_beside_the_picked_sheets_learning_rate(t
 
 SIX = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
 MANY = {"sheets31": ([round(0.05 * (i + 1), 2) for i in range(31)], ["sgd"]),
-        "sheets36": ([0.1, 0.2, 0.5, 0.8, 1.0, 2.0], SIX),
-        "most": ([round(0.05 * (i + 1), 2) for i in range(limits.MAX_TRAINING_SHEETS // 6)], SIX)}
+        "sheets36": ([0.1, 0.2, 0.5, 0.8, 1.0, 2.0], SIX)}
 
 
 @pytest.fixture(scope="module")
 def many_sheets(soffice, tmp_path_factory) -> dict:
-    """Workbooks of 31, 36 (the six optimizers at six η) and the most training sheets a build allows, with
-    the diagram set to iteration 2 of the last sheet, and the 36 as built, recalculated by one start of
-    LibreOffice: name → (built workbook, network, learning rates, recalculated workbook)."""
+    """Workbooks of 31 and 36 training sheets (the six optimizers at six η) with the diagram set to iteration 2
+    of the last sheet, and the 36 as built, recalculated by one start of LibreOffice: name → (built workbook,
+    network, learning rates, recalculated workbook). (tests/test_engines.py recalculates the most a build
+    allows.)"""
     folder = tmp_path_factory.mktemp("many")
     (folder / "built").mkdir()
     built, picked = {}, []
@@ -227,7 +227,14 @@ def test_more_training_sheets_than_a_libreoffice_choose_takes_show_the_picked_on
 @pytest.mark.libreoffice
 def test_36_training_sheets_recalculate_to_their_cached_labels_and_verify(many_sheets):
     book, _, _, recalculated = many_sheets["sheets36 as built"]
-    assert assert_recalculation_matches_cache(book, recalculated) > 0
+    formulas = openpyxl.load_workbook(book)[NETWORK_SHEET]
+    cached = openpyxl.load_workbook(book, data_only=True)[NETWORK_SHEET]
+    fresh = openpyxl.load_workbook(recalculated, data_only=True)[NETWORK_SHEET]
+    cells = [c.coordinate for row in formulas.iter_rows() for c in row if c.data_type == "f"]
+    assert len(cells) > 20
+    for cell in cells:
+        want, got = cached[cell].value, fresh[cell].value
+        assert got == (want if isinstance(want, str) else pytest.approx(want, rel=1e-9, abs=1e-12)), (cell, got, want)
     result = CliRunner().invoke(main, ["verify", str(book)])
     assert result.exit_code == 0, result.output
     assert "OK: within 1e-09" in result.output

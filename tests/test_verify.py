@@ -12,7 +12,7 @@ from sheetprop.layout import TrainingLayout
 from sheetprop.quantities import Delta, Z
 from sheetprop.readback import SavedBook
 from sheetprop.reference import evaluate, train
-from sheetprop.verification import FLOOR, read_setup, verify
+from sheetprop.verification import FLOOR, Divergence, read_setup, verify
 from tests.networks import templates
 from tests.torch_oracle import torch_gradients
 
@@ -157,3 +157,17 @@ def test_saved_book_reads_what_openpyxl_reads(tmp_path):
                             assert sheet.value(c.row - 1, c.column - 1) == c.value, (ws.title, c.coordinate)
                 errors += len(sheet.errors)
             assert errors > 0 or path == copy  # the cached #NUM! of η = 10 (openpyxl's copy keeps no values)
+
+
+def test_a_divergence_names_its_optimizer_learning_rate_and_sheet():
+    assert str(Divergence("Training 7", 5.0, 3, "adam")) == "Adam, lr=5 (sheet Training 7): diverged from iteration 3"
+
+
+@pytest.mark.libreoffice
+def test_a_wrong_cell_is_reported_with_its_sheets_optimizer_and_learning_rate(soffice, tmp_path):
+    book = tmp_path / "two.xlsx"
+    api.build("classic", [0.5], 5, book, optimizers=["sgd", "adam"])
+    broken = edit(book, {("Training 2", "B9"): "=B8*1.001"}, tmp_path / "broken.xlsx")
+    result = CliRunner().invoke(main, ["verify", str(broken)])
+    assert result.exit_code == 1
+    assert "\nTraining 2 (Adam, lr=0.5): 1 cell beyond 1e-09, the first at iteration 3:\n  B9 (w1): " in result.output

@@ -27,10 +27,13 @@ class FileGrade:
 
     @property
     def status(self) -> str:
-        """"correct", "mistakes" or "not graded"."""
+        """"correct", "mistakes", "incomplete" (cells left blank, none wrong) or "not graded"."""
         if self.error is not None or any(t.unrecognised for t in self.tables):
             return "not graded"
-        return "correct" if all(t.ok for t in self.tables) else "mistakes"
+        if all(t.ok for t in self.tables):
+            return "correct"
+        wrong = any(t.mistakes or any(f.status in ("wrong", "follows") for f in t.findings) for t in self.tables)
+        return "mistakes" if wrong else "incomplete"
 
 
 @dataclass
@@ -41,10 +44,10 @@ class Grades:
 
     @property
     def exit_code(self) -> int:
-        """Like a linter's: 0 when every table is correct, 1 when a mistake is found, 2 when a file cannot be
-        graded (the others are still graded)."""
+        """Like a linter's: 0 when every table is correct, 1 when a mistake is found (or cells are left blank),
+        2 when a file cannot be graded (the others are still graded)."""
         statuses = {f.status for f in self.files}
-        return 2 if "not graded" in statuses else 1 if "mistakes" in statuses else 0
+        return 2 if "not graded" in statuses else 1 if statuses & {"mistakes", "incomplete"} else 0
 
     def __str__(self) -> str:
         from sheetprop.grading.report import text

@@ -44,7 +44,7 @@ class Finding:
     """What one quantity column of a table holds."""
 
     quantity: str
-    status: str  # "ok", "wrong" (its own mistake), "follows" (wrong because a cell it reads is)
+    status: str  # "ok", "wrong" (its own mistake), "follows" (wrong because a cell it reads is), "not done" (blank)
     cell: str | None = None  # the first wrong cell, sheet!A1
     iteration: int | None = None
     holds: object = None
@@ -398,10 +398,15 @@ class _Judge:
 
     def grade(self) -> list[Finding]:
         first_wrong: dict[Quantity, int] = {}
+        # a row whose weights are not all numbers (not written yet) has no reference: it is not judged
+        defined = np.isfinite(self.params).all(axis=1)
         for q in self.order():
             right = close(self.student[q], self.truth(q))
             if isinstance(q, Param):
                 right[0] = True  # the initial values are the student's to choose
+                right[1:] |= ~defined[:-1]
+            else:
+                right |= ~defined
             if not right.all():
                 first_wrong[q] = int(np.argmin(right))
         findings = []
@@ -421,13 +426,16 @@ class _Judge:
         cell = self.table.sheet.cells.get(cell_at)
         holds = None if cell is None else cell.value
         base = dict(quantity=self.columns[q], cell=self._cell(q, k), iteration=k, holds=holds, belongs=float(want))
-        if cell is None or not isinstance(holds, (int, float)) or isinstance(holds, bool):
-            return Finding(status="wrong", why="an empty cell" if cell is None else f"{holds!r}, not a number",
-                           **base)
+        if cell is None or holds is None or holds == "":
+            blank = sum(self.table.sheet.cells.get(at) is None for at in self.table.cells[self.columns[q]][k:])
+            return Finding(status="not done", why=f"not written yet ({blank} of its cells blank from here)", **base)
+        if not isinstance(holds, (int, float)) or isinstance(holds, bool):
+            return Finding(status="wrong", why=f"{holds!r}, not a number", **base)
         if cell.formula is None and self._has_formulas(q, k):
             return Finding(status="wrong", why="a constant where a formula belongs", **base)
-        follows = [w for w in range(self.ways(q)) if close(np.array([got]), self.given(q, way=w)[k:k + 1])[0]]
-        if follows:
+        given = [self.given(q, way=w)[k] for w in range(self.ways(q))]
+        follows = [g for g in given if close(np.array([got]), np.array([g]))[0]]
+        if follows or all(np.isnan(given)):  # right from the cells it reads, or it reads a blank one
             upstream = self._upstream(q, k, first_wrong)
             if upstream is not None:
                 return Finding(status="follows", why=f"follows from {upstream}", **base)

@@ -10,7 +10,6 @@ the writer writes, evaluated over numpy arrays (every iteration at once) with
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 

@@ -29,6 +29,10 @@ def result(f: FileGrade, t: TableGrade | None) -> str:
         return f"correct ({plural(len(t.findings), 'quantity', 'quantities')})"
     first = t.first
     if first is None:
+        todo = [f for f in t.findings if f.status == "not done"]
+        if todo and not t.mistakes:
+            return (f"no mistake; not done yet: {', '.join(f.quantity for f in todo[:6])}"
+                    f"{' …' if len(todo) > 6 else ''} (first blank: {todo[0].cell})")
         return "; ".join(t.mistakes)
     holds = f"{first.holds:.10g}" if isinstance(first.holds, float) else repr(first.holds)
     text = (f"{first.cell} (iteration {first.iteration}) holds {holds} where {first.belongs:.10g} belongs: "
@@ -52,7 +56,7 @@ def _kind(mistake: str) -> str:
 
 def summary(grades: Grades) -> str:
     statuses = Counter(f.status for f in grades.files)
-    parts = [f"{statuses[s]} {s}" for s in ("correct", "mistakes", "not graded") if statuses[s]]
+    parts = [f"{statuses[s]} {s}" for s in ("correct", "mistakes", "incomplete", "not graded") if statuses[s]]
     return f"{plural(len(grades.files), 'file')}: {', '.join(parts) or 'none'}"
 
 
@@ -62,6 +66,8 @@ def cell(f: Finding | None) -> str:
         return MISSING
     if f.ok:
         return RIGHT
+    if f.status == "not done":
+        return f"…{f.iteration}"
     return str(f.iteration) if f.status == "wrong" else f"({f.iteration})"
 
 
@@ -70,7 +76,8 @@ def text(grades: Grades) -> str:
     lines = []
     width = max([len(f.path.name) for f in grades.files] + [4])
     for f, t in rows(grades):
-        mark = "✓" if t is not None and t.ok else "✗" if t is not None and not t.unrecognised else "?"
+        mark = ("?" if t is None or t.unrecognised else "✓" if t.ok else
+                "✗" if t.first is not None or t.mistakes or any(x.status == "follows" for x in t.findings) else "…")
         where = t.where if t is not None else ""
         lines.append(f"{mark} {f.path.name:<{width}}  {where:<24}  {result(f, t)}")
         if t is not None and not t.ok and not t.unrecognised:
@@ -101,7 +108,8 @@ def write(grades: Grades, out: Path, force: bool = False) -> Path:
         ws = book.add_sheet("Grades")
         ws.write(0, 0, "Grades", fm.title)
         ws.write(1, 0, f"{summary(grades)}. Per quantity: {RIGHT} right, {MISSING} not computed, a number: the "
-                       f"first wrong iteration (in parentheses where it only follows from an earlier mistake).",
+                       f"first wrong iteration (in parentheses where it only follows from an earlier mistake; "
+                       f"after … where the cells are blank from there on).",
                  fm.note)
         ws.write(3, 0, "Mistakes found", fm.subtitle)
         counts = mistakes(grades).most_common()
