@@ -130,27 +130,25 @@ class Exercise:
         index = {q: i for i, q in enumerate(cols)}
         style = _Spans(text=False, mul=EXCEL.mul, plus=EXCEL.plus, minus=EXCEL.minus)
         for k in range(n):
-            values: dict[str, float] = dict(inputs)  # a parameter's first row reads its defined name itself
+            # this row's cells by column (filled in as they are computed), the row before's, the inputs
+            values: dict[str, float] = {**inputs, "lr": lr}
+            if k:
+                values.update({f"p{i}": 0.0 if np.isnan(v) else v for i, v in enumerate(shown[k - 1])})
 
-            def ref(row: int, prefix: str):
+            def ref(prefix: str):
                 def where(r: Quantity) -> str:
-                    if r.editable or isinstance(r, LearningRate):
-                        name = f"n{len(values)}"
-                        values[name] = lr if isinstance(r, LearningRate) else inputs[r.defined_name(net)]
-                        return name
-                    value = shown[row, index[r]]
-                    name = f"{prefix}{index[r]}"
-                    values[name] = 0.0 if np.isnan(value) else value
-                    return name
+                    if r.editable:
+                        return r.defined_name(net)
+                    return "lr" if isinstance(r, LearningRate) else f"{prefix}{index[r]}"
                 return where
 
-            row = Row(ref(k, "c"), ref(k - 1, "p") if k else None, layout.optimizer, str(k + 1))
-            for q in cols:
+            row = Row(ref("c"), ref("p") if k else None, layout.optimizer, str(k + 1))
+            for i, q in enumerate(cols):
                 value = float(evaluate(q.row_formula(net, row, style), values))
                 if self.blank(q, k):
-                    answers[k, index[q]] = value
+                    answers[k, i], values[f"c{i}"] = value, 0.0  # a blank cell reads as 0
                 else:
-                    shown[k, index[q]] = value
+                    shown[k, i] = values[f"c{i}"] = value
         return shown, answers
 
 

@@ -1,17 +1,18 @@
 import math
+import re
 import zipfile
 
 import numpy as np
 import openpyxl
 import pytest
 
-from sheetprop import workbook
+from sheetprop import api, template, workbook
 from sheetprop.book import Book, OutputError
 from sheetprop.layout import TrainingLayout, training_sheet_name
-from sheetprop.quantities import Grad, Param, Total
+from sheetprop.quantities import Grad, Input, Param, Total
 from sheetprop.reference import train
 from tests.conftest import CLASSIC_LRS
-from tests.xlsx import chart_sheets, charts
+from tests.xlsx import chart_sheets, charts, gnumeric_sheets, libreoffice_sheets
 
 
 def test_sheets_are_network_equations_compare_gradient_check_then_one_per_learning_rate(classic_book):
@@ -183,3 +184,83 @@ def test_the_equations_sheet_states_each_activation_once_and_the_samples_plainly
     network = [c for r in wb["Network"].iter_rows(values_only=True) for c in r if isinstance(c, str)]
     assert any(c.startswith("Samples (4; E_total is the mean of their losses)") for c in network)
     assert not any("meaned" in c for c in network)
+
+
+# Texts an engine could read as an escape _xHHHH_ (Excel), _xH_ … _xHHHH_ (LibreOffice), or that xlsxwriter escapes.
+ESCAPE_SHAPED = ["_x1_", "_x00A1_", "_x005F_", "input_x1_s1", "a_x1_x2_b", "_X0041_", "__x12_", "_xA_", "_x_", "plain"]
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("constant_memory", [True, False], ids=["inline strings", "shared strings"])
+def test_texts_shaped_like_escapes_show_as_written_in_openpyxl_libreoffice_and_gnumeric(soffice, ssconvert, tmp_path,
+                                                                                       constant_memory):
+    path = tmp_path / "texts.xlsx"
+    with Book(path, constant_memory=constant_memory) as book:
+        ws = book.add_sheet("Texts")
+        for row, text in enumerate(ESCAPE_SHAPED):  # every way a text reaches a cell
+            ws.write(row, 0, text, book.formats.note)
+            ws.write_string(row, 1, text)
+            book.write_row(ws, row, 2, [text], book.formats.label)
+            ws.merge_range(row, 3, row, 4, text, book.formats.subtitle)
+            ws.write_url(row, 5, "internal:Texts!A1", string=text)
+    want = [[text, text, text, text, "", text] for text in ESCAPE_SHAPED]
+    assert [row[:6] for row in libreoffice_sheets(path, tmp_path / "lo")["Texts"]] == want
+    assert [row[:6] for row in gnumeric_sheets(path, ssconvert, tmp_path / "gnumeric")[0]] == want
+    # openpyxl drops every "x005F_" from a shared string, whatever the file holds: its own reading
+    read = [[c.value or "" for c in row[:6]] for row in openpyxl.load_workbook(path)["Texts"].iter_rows()]
+    assert [r for r, w in zip(read, want) if constant_memory or "x005F_" not in w[0]] == [
+        w for w in want if constant_memory or "x005F_" not in w[0]]
+
+
+@pytest.mark.libreoffice
+def test_the_deep_templates_defined_names_show_as_written_in_libreoffice_and_gnumeric(soffice, ssconvert, tmp_path):
+    net = template.load("deep")
+    path = tmp_path / "deep.xlsx"
+    api.build(net, [0.5], 2, path)
+    names = {Input(k, s).defined_name(net) for s in range(net.samples) for k in range(net.size(0))}
+    assert "input_x1_s1" in names
+    libreoffice = libreoffice_sheets(path, tmp_path / "lo")["Network"]
+    gnumeric = gnumeric_sheets(path, ssconvert, tmp_path / "gnumeric")[0]
+    written = {c.value: (c.row - 1, c.column - 1) for row in openpyxl.load_workbook(path)["Network"].iter_rows()
+               for c in row if c.value in names}
+    assert set(written) == names
+    for text, (r, c) in written.items():
+        assert (libreoffice[r][c], gnumeric[r][c]) == (text, text)
+
+
+@pytest.fixture(scope="module")
+def adam_book(tmp_path_factory):
+    """classic with gradient descent and Adam: Adam's v of the first step is about 3.5e-11 for w1."""
+    path = tmp_path_factory.mktemp("adam") / "adam.xlsx"
+    api.build("classic", [0.5], 1, path, optimizers=["sgd", "adam"])
+    return path
+
+
+def test_the_equations_sheet_shows_tiny_and_huge_values_in_scientific_notation(adam_book, ssconvert, tmp_path):
+    """Gnumeric shows the conditional format (LibreOffice draws it too, but leaves it out of a CSV export)."""
+    ws = openpyxl.load_workbook(adam_book)["Equations"]
+    [rule_range] = [str(r.sqref) for r in ws.conditional_formatting]
+    assert rule_range == f"D4:D{ws.max_row}"
+    sheets = gnumeric_sheets(adam_book, ssconvert, tmp_path, shown=True)
+    shown = {row[0]: row[3] for row in sheets[ws.parent.sheetnames.index("Equations")] if len(row) > 3}
+    assert re.fullmatch(r"3\.54\d{4}E[−-]11", shown["v(w1)"]), shown["v(w1)"]
+    assert shown["E_total"] == "0.242519857"  # within 1e-4 … 1e6: nine decimals, as before
+    assert re.fullmatch(r"[−-]0\.349973442", shown["w1 ←"])  # Adam's step (the last w1 ←): a minus, once
+
+
+def test_the_equations_sheet_headings_are_not_cut_by_the_cells_beside_them(adam_book):
+    """Each heading is merged across as many columns as it needs (its text at 12 pt bold, about 1.3 characters of
+    the column widths' 11 pt each), and the update rule beside an update heading wraps in rows tall enough."""
+    ws = openpyxl.load_workbook(adam_book)["Equations"]
+    widths = [ws.column_dimensions[c].width for c in "ABCD"]
+    merged = {(m.min_row, m.min_col): m for m in ws.merged_cells.ranges}
+    headings = [c for c in ws["A"] if c.font.sz == 12 and c.font.b]
+    assert [h.value for h in headings if h.value.startswith("Update")] == ["Update: Gradient descent", "Update: Adam"]
+    for heading in headings:
+        span = merged[(heading.row, 1)]
+        assert 1.3 * len(heading.value) <= sum(widths[span.min_col - 1 : span.max_col]), heading.value
+        if heading.value.startswith("Update"):
+            rule = ws.cell(heading.row, 3)
+            assert rule.alignment.wrap_text and merged[(heading.row, 3)].max_col == 4
+            lines = -(-len(rule.value) // int(widths[2] + widths[3]))
+            assert (ws.row_dimensions[heading.row].height or 15) >= 15 * lines, rule.value

@@ -150,10 +150,12 @@ def libreoffice_sheets(book: Path, out_dir: Path) -> dict[str, list[list[str]]]:
     return sheets
 
 
-def gnumeric_sheets(book: Path, ssconvert: str, out_dir: Path) -> list[list[list[str]]]:
-    """Every sheet as Gnumeric recalculates it (`ssconvert --recalc`, a CSV per sheet), as rows of text."""
+def gnumeric_sheets(book: Path, ssconvert: str, out_dir: Path, shown: bool = False) -> list[list[list[str]]]:
+    """Every sheet as Gnumeric recalculates it (`ssconvert --recalc`, a CSV per sheet), as rows of text: the
+    values, or (``shown``) the numbers as their formats show them, conditional formats applied."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([ssconvert, "--recalc", "-S", str(book), str(out_dir / "sheet.csv")], check=True,
+    as_shown = ["--export-type=Gnumeric_stf:stf_assistant", "-O", "format=preserve"] if shown else []
+    subprocess.run([ssconvert, "--recalc", *as_shown, "-S", str(book), str(out_dir / "sheet.csv")], check=True,
                    capture_output=True)
     sheets = []
     for i in range(len(openpyxl.load_workbook(book, read_only=True).sheetnames)):
