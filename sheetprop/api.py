@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from sheetprop import template, wording
 from sheetprop.book import check_target
+from sheetprop.exercise import PARTS as EXERCISE_PARTS
 from sheetprop.exercise import ExerciseError
 from sheetprop.exercise import parts as exercise_parts
 from sheetprop.layout import lr_label
@@ -68,6 +69,8 @@ class Built:
     iterations: int
     summary: list[Summary]  # one per training sheet (optimizer and learning rate), in their order
     formula_cells: int  # in the training sheets
+    exercise: frozenset[str] = frozenset()  # the parts left blank for a student (an exercise)
+    blank_cells: int = 0  # the cells a student writes, in every training sheet
 
     @property
     def learning_rates(self) -> list[float]:
@@ -86,6 +89,10 @@ class Built:
                  f"training sheets)",
                  ("optimizer  " if several else "") + f"{'η':>8}  {'E_total(0)':>12}  "
                  f"{f'E_total({self.iterations})':>14}  first E_total < {DEFAULT_ERROR_TARGET:g}"]
+        if self.exercise:
+            parts = ", ".join(p for p in EXERCISE_PARTS if p in self.exercise)
+            lines[0] += (f"\nAn exercise: {self.blank_cells:,} cells left blank for the student ({parts}), each "
+                         f"checked as it is filled; the numbers below are what it shows before")
         for s in self.summary:
             first = "never" if s.first_below is None else str(s.first_below)
             end = f"{s.end:>14.9f}" if s.diverged is None else f"{'diverged':>14}"
@@ -157,7 +164,9 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
             summary = write_workbook(net, lrs, iterations, out, force=force, progress=bar.update, exercise=blank)
         except LimitError as exc:
             raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
-    return Built(Path(out), net, iterations, summary, cost.cells)
+    plan = Plan(net, tuple(lrs), iterations, blank)
+    return Built(Path(out), net, iterations, summary, cost.cells, blank,
+                 sum(e.cells for e in plan.exercises.values()))
 
 
 def list_templates() -> list[Network]:

@@ -1,4 +1,5 @@
-"""The shared workbook layer: formats, tables, native charts, pictures and an atomic save.
+"""The shared workbook layer: formats, texts every engine shows as written, tables, native charts, pictures
+and an atomic save.
 
 Both tools write their workbooks through :class:`Book`, so they share one look. A book is
 written to a temporary file beside its target and renamed over it only when complete: a

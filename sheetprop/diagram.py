@@ -18,6 +18,7 @@ from functools import cached_property
 
 from xlsxwriter.utility import quote_sheetname, xl_range_abs, xl_rowcol_to_cell
 
+from sheetprop import limits
 from sheetprop.book import Book
 from sheetprop.formulas import choose
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET, TrainingLayout, lr_name
@@ -159,6 +160,13 @@ class Diagram:
         net = self.network
         return [(self.xy(l - 1, p.k), self.xy(l, j), p) for j in range(net.size(l)) for p in net.incoming(l, j)
                 if p.k is not None]
+
+    def check(self) -> None:
+        """Refuse a formula the diagram needs that an engine could not compute (the longest pick stands for all:
+        they differ only in their columns)."""
+        picks = [self.pick(p.quantity) for p in self.points if not p.quantity.editable]
+        if picks:
+            limits.check_formula(max(picks, key=len), "the network diagram")
 
     def pick(self, q: Quantity) -> str:
         """A formula for q at the picked iteration of the picked training sheet (inputs and targets by name)."""

@@ -188,6 +188,7 @@ class Plan:
         rates = len(self.learning_rates)
         several = f"{len(net.optimizers)} optimizers × " if len(net.optimizers) > 1 else ""
         limits.check_training_sheets(len(self.training), f"{several}{rates} learning rates")
+        diagram.Diagram(tuple(self.training)).check()
         for layout in self.training[::rates]:  # an optimizer's sheets have the same shape and formulas
             layout.check()
         limits.check_extent(self.equations.last_row + 1, EquationsLayout.VALUE_COL + 1, "the Equations sheet")

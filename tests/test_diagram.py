@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from sheetprop import api, recalc, reference, template
+from sheetprop import api, diagram, limits, recalc, reference, template
 from sheetprop.cli import main
 from sheetprop.diagram import MAX_WEIGHT_LABELLED, Diagram
 from sheetprop.layout import DIAGRAM_ITERATION, DIAGRAM_SHEET, NETWORK_SHEET
@@ -181,6 +181,16 @@ def test_the_picker_names_the_optimizer_beside_the_picked_sheets_learning_rate(t
     assert picker(cached) == ["Gradient descent,", 0.5]
     api.build("classic", [0.5, 2.0], 2, tmp_path / "one.xlsx")
     assert picker(openpyxl.load_workbook(tmp_path / "one.xlsx", data_only=True)[NETWORK_SHEET]) == [0.5]
+
+
+def test_a_build_refuses_a_diagram_formula_no_engine_could_compute(tmp_path, monkeypatch):
+    """Were the picks written as one CHOOSE of a value per training sheet (as they once were), the build would
+    refuse them before writing anything."""
+    monkeypatch.setattr(diagram, "choose", lambda index, values: f"CHOOSE({index},{','.join(values)})")
+    words = "the network diagram needs a CHOOSE of 36 values; LibreOffice allows 30"
+    with pytest.raises(limits.LimitError, match=words):
+        api.build("classic", [0.1, 0.2, 0.5, 0.8, 1.0, 2.0], 1, tmp_path / "b.xlsx", optimizers=SIX)
+    assert list(tmp_path.iterdir()) == []
 
 
 SIX = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]

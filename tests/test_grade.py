@@ -216,7 +216,7 @@ def test_a_class_is_graded_into_one_workbook_with_the_counts_of_each_mistake(cor
     assert "3 files: 1 correct, 2 mistakes" in result.output
     ws = openpyxl.load_workbook(out)["Grades"]
     rows = [[c.value for c in row] for row in ws.iter_rows()]
-    counts = {r[0]: r[1] for r in rows if r and isinstance(r[1], int)}
+    counts = {r[2]: r[1] for r in rows if r and isinstance(r[1], int)}
     assert counts["uses a_h1 where a_h2 belongs"] == 2 and counts["a constant where a formula belongs"] == 2
     header = next(r for r in rows if r[0] == "File")
     table = [dict(zip(header, r)) for r in rows[rows.index(header) + 1:] if r[0]]

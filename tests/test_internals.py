@@ -1,6 +1,6 @@
 """The private parts of xlsxwriter and click that sheetprop relies on: if these fail after an upgrade,
-update sheetprop/rows.py (xlsxwriter) or sheetprop/cli.py's ManyValues (click) before widening the
-version bounds in pyproject.toml."""
+update sheetprop/rows.py or sheetprop/book.py's TextWorksheet (xlsxwriter) or sheetprop/cli.py's ManyValues
+(click) before widening the version bounds in pyproject.toml."""
 
 import inspect
 import zipfile
@@ -31,6 +31,22 @@ def test_xlsxwriter_internals_used_by_the_fast_row_writer_are_unchanged():
     ws = wb.add_worksheet()
     for name in ("constant_memory", "previous_row", "fh", "table"):
         assert hasattr(ws, name), f"xlsxwriter worksheets no longer have .{name}"
+
+
+def test_xlsxwriter_internals_used_by_the_text_worksheet_are_unchanged():
+    """Every text reaches a cell through _write_string (write, write_string, merge_range, write_url, tables)."""
+    assert parameters(Worksheet._write_string) == ["self", "row", "col", "string", "cell_format"]
+    assert parameters(Worksheet._write_rich_string) == ["self", "row", "col", "args"]
+    calls = []
+    wb = xlsxwriter.Workbook(None, {"in_memory": True})
+    ws = wb.add_worksheet()
+    ws._write_string = lambda *args: calls.append(args[2]) or 0
+    ws.write(0, 0, "a")
+    ws.write_row(1, 0, ["b"])
+    ws.merge_range(2, 0, 2, 1, "c")
+    ws.write_url(3, 0, "internal:Sheet1!A1", string="d")
+    ws.add_table(4, 0, 5, 0, {"data": [["e"]], "columns": [{"header": "f"}]})
+    assert calls == ["a", "b", "c", "d", "f", "e"]
 
 
 def write_both_ways(path, rows: int = 40):

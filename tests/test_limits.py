@@ -2,6 +2,7 @@
 
 import openpyxl
 import pytest
+import xlsxwriter
 from click.testing import CliRunner
 from xlsxwriter.utility import quote_sheetname, xl_range_abs
 
@@ -168,8 +169,6 @@ PROBES = {
 def test_the_engines_limits_are_those_libreoffice_and_gnumeric_compute(soffice, ssconvert, tmp_path):
     """Each engine's value in sheetprop.limits computes, and one more is an error; None (no limit below the others')
     computes beyond every other engine's."""
-    import xlsxwriter
-
     cases = []  # (engine, formula, computes)
     for name, probe in PROBES.items():
         limit = getattr(limits, name)

@@ -31,3 +31,5 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert len(sweep.runs) == 2 and sweep.workbook.is_file() and not sweep.failed
     printed = capsys.readouterr().out
     assert "Wrote backprop.xlsx" in printed and "Done in" in printed
+    grades = scope["grades"]
+    assert [f.status for f in grades.files] == ["correct", "incomplete"] and grades.exit_code == 1

@@ -83,10 +83,14 @@ def text(grades: Grades) -> str:
         if t is not None and not t.ok and not t.unrecognised:
             own = [x for x in t.findings if x.status == "wrong" and x is not t.first]
             follows = [x for x in t.findings if x.status == "follows"]
-            if own:
+            kinds: dict[str, list[Finding]] = {}
+            for x in own:  # the same mistake in several columns, said once
+                kinds.setdefault(x.mistake, []).append(x)
+            if kinds:
                 lines.append(f"  {'':<{width}}  {'':<24}  also: " + "; ".join(
-                    f"{x.quantity} from iteration {x.iteration}: {x.why}" for x in own[:4]) +
-                    (f"; and {len(own) - 4} more" if len(own) > 4 else ""))
+                    f"{', '.join(x.quantity for x in xs)} from iteration {xs[0].iteration}: "
+                    + ("the same" if t.first is not None and kind == t.first.mistake else xs[0].why)
+                    for kind, xs in kinds.items()))
             if follows:
                 lines.append(f"  {'':<{width}}  {'':<24}  {plural(len(follows), 'column')} only "
                              f"{'follows' if len(follows) == 1 else 'follow'} from these: {', '.join(x.quantity for x in follows[:8])}{' …' if len(follows) > 8 else ''}")
@@ -113,7 +117,7 @@ def write(grades: Grades, out: Path, force: bool = False) -> Path:
                  fm.note)
         ws.write(3, 0, "Mistakes found", fm.subtitle)
         counts = mistakes(grades).most_common()
-        after = book.write_table(ws, 4, 0, ["Mistake", "Tables"], [list(c) for c in counts] or [["none", 0]],
+        after = book.write_table(ws, 4, 1, ["Tables", "Mistake"], [[n, m] for m, n in counts] or [[0, "none"]],
                                  name="Mistakes")
         headers = ["File", "Table", "Result", "Loss", "η", *quantities, "Notes"]
         table = []
@@ -128,6 +132,7 @@ def write(grades: Grades, out: Path, force: bool = False) -> Path:
         ws.set_column(0, 0, 30)
         ws.set_column(1, 1, 22)
         ws.set_column(2, 2, 70)
-        ws.set_column(5, 4 + len(quantities), 6)
+        centred = book.workbook.add_format({"align": "center"})
+        ws.set_column(3, 4 + len(quantities), 6, centred)
         ws.freeze_panes(after + 3, 1)
     return Path(out)
