@@ -24,6 +24,7 @@ from sheetprop.layout import GRADIENT_CHECK_SHEET, training_layouts
 from sheetprop.quantities import A, Delta, Grad, Param, Z
 from sheetprop.recalc import recalculate_all
 from sheetprop.update import OPTIMIZERS
+from tests.xlsx import formulas_values
 
 ITERATIONS = 4
 
@@ -109,6 +110,19 @@ def test_an_exercise_filled_with_the_full_workbooks_formulas_is_all_right_in_eve
             {RIGHT}
     assert grade_file(filled).status == "correct"
     assert grade_file(exercise_path).status == "incomplete"  # blanks are not done, not wrong
+
+
+def test_an_exercises_checks_work_with_excels_function_semantics(tmp_path, formulas_engine):
+    """The `formulas` package (Excel's functions in Python) computes the checks of a filled exercise as ✓."""
+    net, exercise_path, full = build_pair(tmp_path, lrs=(0.5,))
+    values = formulas_values(fill(exercise_path, full, tmp_path / "filled.xlsx"))
+    layout = training_layouts(net, 1, ITERATIONS)[0]
+    exercise = Exercise(layout, frozenset(DEFAULT_PARTS), 0.5)
+    sheet = values[layout.sheet]
+    marks = {sheet.get((layout.row(k) + 1, exercise.check_col(q) + 1)) for q in exercise.blanks
+             for k in range(ITERATIONS + 1) if exercise.blank(q, k)}
+    assert marks == {RIGHT}
+    assert sheet[(2, 6)] == f"{exercise.cells} of {exercise.cells} cells right so far"
 
 
 def _column(layout, q) -> str:
