@@ -201,7 +201,7 @@ class Sheetwriter:
     def delta_hidden(self, j: int, k: int, for_weight: int | None) -> str:
         r = lambda q: self.ref(q, k)  # noqa: E731
         m = self.mistake
-        self.expanding = f"δ_o1" not in self.pos or self.s.expanded
+        self.expanding = "δ_o1" not in self.pos or self.s.expanded
         d1, d2 = self.delta_out(1, k), self.delta_out(2, k)
         self.expanding = True
         d1 = d1 if self.ref_like(d1) else f"({d1})"

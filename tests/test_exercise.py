@@ -7,7 +7,6 @@ import csv
 import dataclasses
 import re
 import subprocess
-from collections import Counter
 
 import numpy as np
 import openpyxl

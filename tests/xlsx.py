@@ -79,24 +79,28 @@ def assert_recalculation_matches_cache(book, recalculated, floor: float = 0.0) -
     """Every formula cell of every sheet: LibreOffice's value equals the cached one; no error cells.
 
     Differences are relative to the larger value, or to ``floor`` when both are smaller."""
-    formulas_wb = openpyxl.load_workbook(book)
-    cached = openpyxl.load_workbook(book, data_only=True)
     fresh = openpyxl.load_workbook(recalculated, data_only=True)
     checked = 0
+    for sheet, c, want in formula_cells(book):
+        got = fresh[sheet][c.coordinate].value
+        if isinstance(want, str):
+            assert got == want, (sheet, c.coordinate)
+        else:
+            assert relative_difference(got, want, SHEET_FLOORS.get(sheet, floor)) <= 1e-9, (sheet, c.coordinate, want, got)
+        checked += 1
+    assert scan_errors(SavedBook(recalculated)) == []
+    return checked
+
+
+def formula_cells(book):
+    """Every formula cell of every sheet (array formulas too), as (sheet, cell, its cached value)."""
+    formulas_wb = openpyxl.load_workbook(book)
+    cached = openpyxl.load_workbook(book, data_only=True)
     for ws in formulas_wb.worksheets:
         for row in ws.iter_rows():
             for c in row:
-                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
-                    continue
-                want, got = cached[ws.title][c.coordinate].value, fresh[ws.title][c.coordinate].value
-                if isinstance(want, str):
-                    assert got == want, (ws.title, c.coordinate)
-                else:
-                    assert relative_difference(got, want, SHEET_FLOORS.get(ws.title, floor)) <= 1e-9, (
-                        ws.title, c.coordinate, want, got)
-                checked += 1
-    assert scan_errors(SavedBook(recalculated)) == []
-    return checked
+                if c.data_type == "f" or isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
+                    yield ws.title, c, cached[ws.title][c.coordinate].value
 
 
 def assert_gnumeric_matches_cache(book, ssconvert: str, out_dir: Path, floor: float = 0.0) -> int:
@@ -216,22 +220,14 @@ def assert_formulas_matches_cache(book: Path, floor: float = 0.0) -> int:
     values = formulas_values(book)
     errors = formulas_errors(values)
     assert not errors, errors[:5]
-    formulas_wb = openpyxl.load_workbook(book)
-    cached = openpyxl.load_workbook(book, data_only=True)
     checked = 0
-    for ws in formulas_wb.worksheets:
-        for row in ws.iter_rows():
-            for c in row:
-                if c.data_type != "f" and not isinstance(c.value, openpyxl.worksheet.formula.ArrayFormula):
-                    continue
-                want = cached[ws.title][c.coordinate].value
-                assert (c.row, c.column) in values[ws.title], (ws.title, c.coordinate, "not calculated")
-                got = values[ws.title][(c.row, c.column)]
-                if isinstance(want, (int, float)) and not isinstance(want, bool):
-                    assert isinstance(got, (int, float)) and math.isfinite(got), (ws.title, c.coordinate, want, got)
-                    assert relative_difference(got, want, SHEET_FLOORS.get(ws.title, floor)) <= 1e-9, (
-                        ws.title, c.coordinate, want, got)
-                else:
-                    assert got == want, (ws.title, c.coordinate, want, got)
-                checked += 1
+    for sheet, c, want in formula_cells(book):
+        assert (c.row, c.column) in values[sheet], (sheet, c.coordinate, "not calculated")
+        got = values[sheet][(c.row, c.column)]
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            assert isinstance(got, (int, float)) and math.isfinite(got), (sheet, c.coordinate, want, got)
+            assert relative_difference(got, want, SHEET_FLOORS.get(sheet, floor)) <= 1e-9, (sheet, c.coordinate, want, got)
+        else:
+            assert got == want, (sheet, c.coordinate, want, got)
+        checked += 1
     return checked

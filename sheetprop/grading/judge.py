@@ -109,7 +109,7 @@ def _nearest(found: list[Fixed], key: str, table: Table) -> Fixed | None:
     """The labelled value of ``key`` nearest the table's header: on its sheet, else on any other."""
     anchor = min(table.header.values())
     candidates = [f for f in found if f.key == key]
-    return min(candidates, key=lambda f: (f.sheet != table.sheet.name, not f.named, abs(f.at[0] - anchor[0]) +
+    return min(candidates, key=lambda f: (f.sheet != table.sheet.name, f.name is None, abs(f.at[0] - anchor[0]) +
                                           abs(f.at[1] - anchor[1])), default=None)
 
 
@@ -325,7 +325,6 @@ class _Judge:
     def _resolve_ambiguous(self) -> None:
         """A header such as "h1" is the weighted sum or the activation: the one its first value matches (the
         weighted sum when neither does)."""
-        net = self.setup.net
         for key, options in self.table.ambiguous.items():
             taken = self.setup.keyed[key]
             column = self.student.pop(taken)
@@ -616,13 +615,14 @@ class _Judge:
             for at in cells:
                 where[at] = key
         fixed = {f.at: f.key for f in self.found if f.sheet == self.table.sheet.name}
+        names = {f.name: f.key for f in self.found if f.name is not None}
         out = []
         for token in Tokenizer("=" + formula).items:
             if token.type != "OPERAND" or token.subtype != "RANGE":
                 continue
             ref = token.value.split("!")[-1]
-            if ref in fixed_names(self.setup.net):
-                out.append((ref, fixed_names(self.setup.net)[ref]))
+            if ref in names:
+                out.append((ref, names[ref]))
                 continue
             try:
                 col, row = coordinate_from_string(ref.replace("$", ""))
@@ -648,11 +648,6 @@ def swapped(findings: list[Finding]) -> list[Finding]:
             f = dataclasses.replace(f, why=f"{a} and {b} swapped: {f.why}")
         out.append(f)
     return out
-
-
-def fixed_names(net: Network) -> dict[str, str]:
-    """Defined names a workbook of sheetprop's own uses for its inputs, by the key they hold."""
-    return {"lr_1": "η", "input_i1": "i1", "input_i2": "i2", "target_t1": "t1", "target_t2": "t2"}
 
 
 def grade_table(table: Table, found: list[Fixed]) -> TableGrade:

@@ -11,7 +11,7 @@ the writer writes, evaluated over numpy arrays (every iteration at once) with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, ClassVar, Iterable
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from sheetprop.quantities import A, Delta, Grad, LearningRate, LossTerm, Param, 
 @dataclass(frozen=True)
 class LossSlope(Quantity):
     """∂E/∂a of output j."""
+
+    part: ClassVar[str] = "delta"
 
     j: int
 
@@ -38,6 +40,8 @@ class LossSlope(Quantity):
 @dataclass(frozen=True)
 class Slope(Quantity):
     """∂a/∂z of one unit: its activation's derivative."""
+
+    part: ClassVar[str] = "delta"
 
     l: int
     j: int
@@ -55,6 +59,8 @@ class Slope(Quantity):
 class Upstream(Quantity):
     """∂E/∂a of a unit before the output layer: Σ over the next layer of δ · weight."""
 
+    part: ClassVar[str] = "delta"
+
     l: int
     j: int
 
@@ -70,6 +76,8 @@ class Upstream(Quantity):
 class PartialUpstream(Quantity):
     """∂E_m/∂a_j: the part of output m's loss that reaches unit j of the last hidden layer (δ_m · weight)."""
 
+    part: ClassVar[str] = "delta"
+
     m: int
     j: int
 
@@ -83,6 +91,8 @@ class PartialUpstream(Quantity):
 @dataclass(frozen=True)
 class Updated(Quantity):
     """A parameter after this row's update (a column of its own when the next row does not hold it)."""
+
+    part: ClassVar[str] = "update"
 
     param: Param
 

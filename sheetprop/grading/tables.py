@@ -98,7 +98,7 @@ class Book:
             key = label_key(name.replace("_", " "))
             value = by_name[sheet].number(at) if sheet in by_name else None
             if key is not None and value is not None:
-                out.append(Fixed(key, value, at, sheet, named=True))
+                out.append(Fixed(key, value, at, sheet, name))
         return out
 
 
@@ -277,7 +277,7 @@ class Fixed:
     value: float
     at: tuple[int, int]  # the value's cell (the label's, for a value written into its label)
     sheet: str = ""
-    named: bool = False  # a defined name's cell
+    name: str | None = None  # the defined name that points at it, if one does
 
 
 def fixed(sheet: Sheet, inside: set[tuple[int, int]]) -> list[Fixed]:
