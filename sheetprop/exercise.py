@@ -66,10 +66,14 @@ class Exercise:
         """Whether the cell is the student's to write (the initial weights stay given)."""
         return q.part in self.blank_parts and not (iteration == 0 and q in self.network.param_index)
 
-    @property
+    @cached_property
     def blanks(self) -> list[Quantity]:
         """The columns with blank cells, in their order."""
         return [q for q in self.layout.columns if q.part in self.blank_parts]
+
+    @cached_property
+    def _check_cols(self) -> dict[Quantity, int]:
+        return {q: len(self.layout.columns) + 2 + i for i, q in enumerate(self.blanks)}
 
     @property
     def cells(self) -> int:
@@ -80,7 +84,7 @@ class Exercise:
     # where things are ------------------------------------------------------------------------------------
     def check_col(self, q: Quantity) -> int:
         """The column of q's checks: a block right of the table, one column per blank column."""
-        return len(self.layout.columns) + 2 + self.blanks.index(q)
+        return self._check_cols[q]
 
     @property
     def check_range(self) -> str:
@@ -131,7 +135,7 @@ class Exercise:
         style = _Spans(text=False, mul=EXCEL.mul, plus=EXCEL.plus, minus=EXCEL.minus)
         for k in range(n):
             # this row's cells by column (filled in as they are computed), the row before's, the inputs
-            values: dict[str, float] = {**inputs, "lr": lr}
+            values: dict[str, float] = {**inputs, "lr": lr, "t": k + 1}
             if k:
                 values.update({f"p{i}": 0.0 if np.isnan(v) else v for i, v in enumerate(shown[k - 1])})
 
@@ -142,7 +146,7 @@ class Exercise:
                     return "lr" if isinstance(r, LearningRate) else f"{prefix}{index[r]}"
                 return where
 
-            row = Row(ref("c"), ref("p") if k else None, layout.optimizer, str(k + 1))
+            row = Row(ref("c"), ref("p") if k else None, layout.optimizer, "t")
             for i, q in enumerate(cols):
                 value = float(evaluate(q.row_formula(net, row, style), values))
                 if self.blank(q, k):

@@ -12,6 +12,7 @@ would compute from its own cells, in :mod:`sheetprop.grading`; an exercise's cel
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 import re
 from typing import Mapping, Sequence
 
@@ -93,6 +94,14 @@ _TOKEN = re.compile(r"<>|>=|<=|=|\^|(?<![\w.])[A-Za-z_][A-Za-z0-9_]*\(?")
 def evaluate(formula: str, values: Mapping[str, np.ndarray | float]) -> np.ndarray:
     """A formula of this project's Excel vocabulary (+ − * / ^, comparisons, IF EXP LN SQRT TANH ABS MAX MIN)
     whose references are names in ``values`` (a range ``a:b`` not allowed), computed elementwise."""
+    with np.errstate(all="ignore"):
+        return np.asarray(eval(_compiled(formula), {"__builtins__": {}, "F": _FUNCTIONS, "V": values}),  # noqa: S307
+                          dtype=float)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(formula: str):
+    """The formula as Python, compiled once (a column's formula is the same text in every row)."""
 
     def python(match: re.Match) -> str:
         token = match.group()
@@ -102,6 +111,4 @@ def evaluate(formula: str, values: Mapping[str, np.ndarray | float]) -> np.ndarr
             return {"<>": "!=", "=": "==", "^": "**"}.get(token, token)
         return f"V[{token!r}]"
 
-    code = _TOKEN.sub(python, formula.lstrip("="))
-    with np.errstate(all="ignore"):
-        return np.asarray(eval(code, {"__builtins__": {}, "F": _FUNCTIONS, "V": values}), dtype=float)  # noqa: S307
+    return compile(_TOKEN.sub(python, formula.lstrip("=")), "<formula>", "eval")

@@ -176,7 +176,7 @@ class Plan:
     def cost(self) -> Cost:
         """The formula cells of the training sheets, and what writing them takes."""
         return Cost(sum((self.iterations + 1) * len(layout.columns) for layout in self.training),
-                    self.iterations * len(self.network.optimizers))
+                    self.iterations * len(self.network.optimizers), bool(self.exercise))
 
     def check(self) -> None:
         """Raise :class:`~sheetprop.limits.LimitError` for anything Excel could not hold, or too large for any
