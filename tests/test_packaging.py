@@ -76,5 +76,7 @@ def test_the_installed_package_runs_from_outside_the_repository(installed, tmp_p
         assert text.startswith(f"Wrote {out} ({name}:") and zipfile.is_zipfile(out)
     run(installed, tmp_path, "sheetprop", "build", "--lr", "0.5", "--iterations", "3", "--out", "default.xlsx")
     assert (tmp_path / "default.xlsx").is_file()
+    graded = run(installed, tmp_path, "sheetprop", "grade", "default.xlsx")  # the grading subpackage is installed
+    assert graded.splitlines()[-1] == "1 file: 1 correct", graded
     config = run(installed, tmp_path, "python", "-c", "from trainer.config import read; print(read('mnist').model)")
     assert config.strip() == "wide"
