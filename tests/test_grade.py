@@ -232,3 +232,18 @@ def test_the_api_returns_the_grades_as_an_object(tmp_path):
     grades = sheetprop.grade(path)
     assert grades.exit_code == 0 and grades.files[0].status == "correct"
     assert "1 file: 1 correct" in str(grades)
+
+
+@pytest.mark.libreoffice
+def test_columns_whose_headers_name_nothing_are_read_by_their_values(corpus, tmp_path):
+    wb = openpyxl.load_workbook(corpus["formulas"] / f"{stem('mazur rows', 'correct')}.xlsx")
+    for ws in wb.worksheets:
+        ws[expected_cell("mazur rows", "a_h1", -1, 0)] = "sig"  # a header no rule reads
+        ws[expected_cell("mazur rows", "a_h2", -1, 0)] = None  # no header at all
+    wb.save(tmp_path / "unnamed.xlsx")
+    graded = grade_file(tmp_path / "unnamed.xlsx")
+    assert graded.status == "correct"
+    table = graded.tables[0]
+    assert "'sig' read as a_h1 from its values" in table.notes
+    assert any(note.endswith("read as a_h2 from its values") for note in table.notes)
+    assert {"sig"} <= {f.quantity for f in table.findings}

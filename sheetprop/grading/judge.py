@@ -320,7 +320,9 @@ class _Judge:
         self.params = np.column_stack([self.student[p] if p in self.student else np.full(rows, net.initial(p))
                                        for p in net.params])
         self.trace = evaluate(net, self.params)
+        self.notes: list[str] = []
         self._resolve_ambiguous()
+        self._read_unnamed()
 
     def _resolve_ambiguous(self) -> None:
         """A header such as "h1" is the weighted sum or the activation: the one its first value matches (the
@@ -332,6 +334,22 @@ class _Judge:
             candidates = [self.setup.keyed[o] for o in options if self.setup.keyed[o] not in self.columns]
             best = min(candidates, key=lambda q: abs(column[0] - self.truth(q)[0]))
             self.columns[best], self.student[best] = key, column
+
+    def _read_unnamed(self) -> None:
+        """A column whose header names no quantity is the one quantity its first values match, if exactly one
+        does (it is then checked as that one); otherwise it is left alone."""
+        candidates = [q for q in relations.quantities(self.setup.net) if q not in self.columns]
+        for name, cells in self.table.unnamed.items():
+            values = np.array([np.nan if v is None else v for v in (self.table.sheet.number(c) for c in cells)])
+            rows = min(2, len(values))
+            matches = [q for q in candidates if close(values[:rows], self.truth(q)[:rows]).all()]
+            if len(matches) == 1:
+                q = matches[0]
+                self.table.cells[name] = cells
+                self.setup.keyed[name] = q
+                self.columns[q], self.student[q] = name, values
+                candidates.remove(q)
+                self.notes.append(f"{name!r} read as {self.setup.net.label(q)} from its values")
 
     # values ---------------------------------------------------------------------------------------------
     def truth(self, q: Quantity) -> np.ndarray:
@@ -661,6 +679,8 @@ def grade_table(table: Table, found: list[Fixed]) -> TableGrade:
         result.unrecognised = str(exc)
         return result
     result.loss, result.lr, result.notes, result.mistakes = s.net.loss, s.lr, s.notes, s.mistakes
-    result.findings = _Judge(table, s, found).grade()
+    judge = _Judge(table, s, found)
+    result.findings = judge.grade()
+    result.notes += judge.notes
     return result
 

@@ -67,6 +67,7 @@ class Table:
     across: bool = False  # an iteration per column (names down a column)
     ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)  # header cell → the keys it may be
     unrecognised: str | None = None  # names of a network other than 2-2-2 (w9, h3, …) among its headers
+    unnamed: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # columns of numbers no header names
 
     @property
     def iterations(self) -> int:
@@ -265,7 +266,16 @@ def _table(sheet: Sheet, line: int, group, lines, at, across: bool) -> Table | N
         cells[key] = [at(r, pos) for r in rows]
         if len(found) > 1:
             ambiguous[key] = found
-    return Table(sheet, header, headers, cells, across, ambiguous)
+    unnamed = {}
+    for pos in range(min(positions), max(positions) + 1):  # numbers under a header no rule reads
+        if pos in positions:
+            continue
+        column = [at(r, pos) for r in rows]
+        if sum(sheet.number(c) is not None for c in column) * 2 > len(rows):
+            title = lines.get(line, {}).get(pos)
+            name = title.value if title is not None and isinstance(title.value, str) else f"column {address(at(line, pos))}"
+            unnamed[name] = column
+    return Table(sheet, header, headers, cells, across, ambiguous, unnamed=unnamed)
 
 
 # -- fixed cells ------------------------------------------------------------------------------------------
