@@ -33,6 +33,7 @@ class Meta:
     ITERATIONS_ROW = 1  # the number of iterations, in column A
     NETWORK_ROW = 2  # the network as JSON, in chunks from column A on
     SHEETS_ROW = 3  # the training sheets' names, from column A on
+    EXERCISE_ROW = 4  # the parts an exercise leaves blank, from column A on (none: not an exercise)
 
 
 def lr_label(lr: float) -> str:

@@ -152,6 +152,11 @@ def read_setup(book: SavedBook, values: SavedBook, source: str) -> tuple[Network
     columns = range(meta.numbers.shape[1])
     text = "".join(str(meta.value(Meta.NETWORK_ROW, c)) for c in columns if meta.value(Meta.NETWORK_ROW, c) is not None)
     sheets = [str(meta.value(Meta.SHEETS_ROW, c)) for c in columns if meta.value(Meta.SHEETS_ROW, c) is not None]
+    blank = [str(meta.value(Meta.EXERCISE_ROW, c)) for c in columns
+             if meta.numbers.shape[0] > Meta.EXERCISE_ROW and meta.value(Meta.EXERCISE_ROW, c) is not None]
+    if blank:
+        raise VerifyError(f"{source} is an exercise (its {', '.join(blank)} cells are the student's to write): "
+                          f"check it with `sheetprop grade`")
     try:
         data = json.loads(text)
     except ValueError:

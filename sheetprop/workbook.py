@@ -252,6 +252,8 @@ def _meta_sheet(book: Book, plan: Plan) -> None:
         ws.write_string(Meta.NETWORK_ROW, i // _CHUNK, text[i : i + _CHUNK])
     for i, layout in enumerate(plan.training):
         ws.write_string(Meta.SHEETS_ROW, i, layout.sheet)
+    for i, part in enumerate(sorted(plan.exercise)):
+        ws.write_string(Meta.EXERCISE_ROW, i, part)
     ws.hide()
 
 

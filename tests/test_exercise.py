@@ -206,3 +206,12 @@ def test_an_exercise_keeps_its_answers_out_of_sight(tmp_path):
     assert cached[layout.sheet][last].value != pytest.approx(full_values[layout.sheet][last].value)
     sheet_values = [c for row in cached[layout.sheet].iter_rows(values_only=True) for c in row]
     assert all(not isinstance(v, float) or not re.match(r"0\.00018825566", repr(v)) for v in sheet_values)
+
+
+@pytest.mark.libreoffice
+def test_verify_sends_an_exercise_to_grade_in_one_line(tmp_path, soffice):
+    path = sheetprop.build("classic", [0.5], 3, tmp_path / "e.xlsx", exercise=["gradient"]).path
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "is an exercise (its gradient cells are the student's to write): check it with `sheetprop grade`" in \
+        result.output
