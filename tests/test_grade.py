@@ -247,3 +247,17 @@ def test_columns_whose_headers_name_nothing_are_read_by_their_values(corpus, tmp
     assert "'sig' read as a_h1 from its values" in table.notes
     assert any(note.endswith("read as a_h2 from its values") for note in table.notes)
     assert {"sig"} <= {f.quantity for f in table.findings}
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("mistake", ["correct", "a_h1 for a_h2"])
+def test_a_single_step_with_its_updated_weights_in_the_same_row_is_graded(tmp_path, soffice, mistake):
+    """The step-by-step exercise done once: one row of forward pass, gradients and the weights after it."""
+    typed = write(tmp_path / "one.xlsx", LAYOUTS["repeated with factors"], mistake, iterations=1)
+    graded = grade_file(recalculate_all([typed], tmp_path / "saved")[0])
+    assert [t.iterations for t in graded.tables] == [1]
+    if mistake == "correct":
+        assert graded.status == "correct"
+    else:
+        first = graded.tables[0].first
+        assert (first.quantity, first.iteration, first.why) == ("∂E/∂w3", 0, "∂E/∂w3 uses a_h1 where a_h2 belongs")

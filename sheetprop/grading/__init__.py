@@ -82,6 +82,8 @@ def grade_file(path: Path) -> FileGrade:
     sheets = [s for s in book.sheets ]
     ours = _training_sheets(book)  # a workbook sheetprop wrote names its training sheets
     tables = [t for t in find(sheets) if ours is None or t.sheet.name in ours]
+    if any(t.complete for t in tables):  # a block naming some quantities beside the training tables is not one
+        tables = [t for t in tables if t.complete]
     if not tables:
         result.error = "no training table found (a header line naming w1..w8 with a row of numbers per iteration)"
         return result

@@ -166,12 +166,15 @@ def _rate(table: Table, found: list[Fixed], net: Network) -> tuple[float, list[s
 
 
 def _used_rate(table: Table, net: Network) -> float | None:
-    """The η of the first update: (w − w_next) / ∂E/∂w over the weights whose gradients are columns, where
-    they agree; or, without gradient columns, from the reference's gradients at the first row."""
+    """The η of the first update: (w − w after it) / ∂E/∂w over the weights (the median), each gradient from
+    its column or, without one, the reference's at the first row."""
     trace = evaluate(net, np.array([[net.initial(p) for p in net.params]]))
     rates = []
-    for n, p in enumerate(net.params[:8], start=1):
-        w = table.values(f"w{n}")
+    weights = [p for p in net.params if p.k is not None]
+    for n, p in enumerate(weights, start=1):
+        w = table.values(f"w{n}")[:2]
+        if f"w{n}+" in table.cells:  # the weight after the update, in the same row
+            w = [w[0], table.values(f"w{n}+")[0]]
         if len(w) < 2 or w[0] is None or w[1] is None:
             continue
         g = _first(table, f"∂E/∂w{n}")

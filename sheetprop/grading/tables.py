@@ -21,7 +21,8 @@ from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
 from sheetprop.grading.headers import keys, label_key
 
 MIN_COLUMNS = 4  # quantity names a header line needs to be taken for a table
-MIN_ROWS = 2  # iterations a table needs to be graded (the first, and one update)
+MIN_ROWS = 2  # iterations a table needs to be graded (the first, and one update) ...
+ONE_STEP = {f"w{n}+" for n in range(1, 9)}  # ... unless one row holds the weights after its update too
 
 
 class GradeError(ValueError):
@@ -72,6 +73,11 @@ class Table:
     @property
     def iterations(self) -> int:
         return len(next(iter(self.cells.values())))
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds every weight w1..w8 (a table of some quantities only is not a training table)."""
+        return all(f"w{n}" in self.cells for n in range(1, 9))
 
     @property
     def where(self) -> str:
@@ -255,7 +261,8 @@ def _table(sheet: Sheet, line: int, group, lines, at, across: bool) -> Table | N
         else:
             skipped += 1
         nxt += 1
-    if len(rows) < MIN_ROWS:
+    keys_found = {found[0] for _, found, _ in group}
+    if len(rows) < MIN_ROWS and not (rows and ONE_STEP <= keys_found):
         return None
     header, headers, cells, ambiguous = {}, {}, {}, {}
     for pos, found, text in group:
