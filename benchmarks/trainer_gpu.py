@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import trainer.run
+import trainer.session
 from sheetprop.wording import plural
 from trainer import api, data
 from trainer.config import STEP_MODES, RunConfig
@@ -52,7 +53,7 @@ def subset(data_dir: Path, limit: int, folder: Path) -> Path:
 def train(cfg: RunConfig, mode: str, seed: int, out: Path) -> Timing:
     """One run in ``mode``, its training passes timed (each ends by reading its sums back: a device sync)."""
     passes: list[float] = []
-    real = trainer.run.train_epoch
+    real = trainer.session.train_epoch
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
@@ -60,12 +61,12 @@ def train(cfg: RunConfig, mode: str, seed: int, out: Path) -> Timing:
         passes.append(time.perf_counter() - start)
         return result
 
-    trainer.run.train_epoch = timed
+    trainer.session.train_epoch = timed
     try:
         run = api.train(cfg, name=f"{mode}-seed{seed}", step_mode=mode, seed=seed, out_dir=str(out), progress=False,
                         echo=lambda line: print("   ", line) if "step_mode" in line else None)
     finally:
-        trainer.run.train_epoch = real
+        trainer.session.train_epoch = real
     return Timing(mode, seed, passes, run)
 
 

@@ -26,7 +26,8 @@ from trainer import data, distributed, models
 from trainer.run import read_run
 from trainer.config import RunConfig
 from trainer.device import cores, data_generator, resolve
-from trainer.loop import batch_loss, make_optimizer
+from trainer.optim import make_optimizer
+from trainer.step import batch_loss
 from trainer.report import DEFAULT_TARGET
 
 CORES = cores()

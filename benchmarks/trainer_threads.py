@@ -38,7 +38,7 @@ def measure(data_dir: str, threads: int, seconds: float) -> None:
 
     from trainer.config import RunConfig
     from trainer.device import data_generator, resolve, set_threads
-    from trainer.loop import make_optimizer
+    from trainer.optim import make_optimizer
 
     cfg = RunConfig()
     set_threads(threads)

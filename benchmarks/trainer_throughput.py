@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from trainer import data, models
 from trainer.config import RunConfig
 from trainer.device import data_generator, resolve
-from trainer.loop import make_optimizer
+from trainer.optim import make_optimizer
 
 
 def step(model, optimizer, x, y) -> None:

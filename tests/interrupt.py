@@ -4,7 +4,7 @@ from trainer import loop
 
 
 def stop_at_epoch(monkeypatch, epoch: int) -> None:
-    """Make ``trainer.run`` raise KeyboardInterrupt when epoch ``epoch`` starts (undo with monkeypatch.undo)."""
+    """Make a training session raise KeyboardInterrupt when epoch ``epoch`` starts (undo with monkeypatch.undo)."""
     real = loop.train_epoch
 
     def train_epoch(*args, **kwargs):
@@ -12,4 +12,4 @@ def stop_at_epoch(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("trainer.run.train_epoch", train_epoch)
+    monkeypatch.setattr("trainer.session.train_epoch", train_epoch)

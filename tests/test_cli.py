@@ -17,7 +17,7 @@ def run(*args):
 
 def assert_clean_failure(result, code, words):
     assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
     assert words.lower() in result.output.lower(), result.output
 
 

@@ -1,7 +1,9 @@
 """A run folder as a transaction: an epoch's files land together, one writer at a time, resume checks what
 it continues, and damaged files give one line. Failures are injected in the code path, not raced."""
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,13 +145,11 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
 
 
 def test_runs_without_a_name_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr("trainer.run.timestamp", lambda: "20260101-120000")
-    from trainer.config import RunConfig
-    from trainer.run import new_run_dir
+    monkeypatch.setattr("trainer.runfolder.timestamp", lambda: "20260101-120000")
+    from trainer.runfolder import RunFolder
 
-    cfg = RunConfig(out_dir=str(tmp_path))
-    assert [new_run_dir(cfg, None, False).name for _ in range(3)] == ["20260101-120000", "20260101-120000-2",
-                                                                      "20260101-120000-3"]
+    assert [RunFolder.create(tmp_path, None).path.name for _ in range(3)] == ["20260101-120000", "20260101-120000-2",
+                                                                           "20260101-120000-3"]
 
 
 @pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/../../b"])
@@ -164,8 +164,8 @@ def test_killing_a_sweep_stops_its_runs(data, tmp_path):
                               "50", "--batch-size", "64", "--data-dir", data, "--out-dir", str(tmp_path),
                               "--name", "s", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def runs() -> list[int]:  # the sweep's own command line names --out-dir and --name apart
-        return processes(f"{tmp_path / 's'} --name seed")
+    def runs() -> list[int]:  # the sweep's workers, each started from its run folder
+        return processes(f"trainer.worker {tmp_path / 's'}/seed")
 
     deadline = time.monotonic() + 60
     while len(runs()) < 2:
@@ -197,9 +197,19 @@ def test_resume_trusts_the_checkpoint_over_an_empty_or_edited_config(data, tmp_p
     (run.path / "config.toml").write_text(written.replace("lr = 0.2\n", "lr = 0.3\n"))
     edited = cli("run", "--resume", run.path, "--epochs", 4, "--no-progress")
     assert edited.exit_code == 1 and "does not match the run in last.pt: lr = 0.3 (trained with 0.2)" in edited.output
+    for edit, words in (('lr = "fast"', "lr must be a number, got 'fast'"),
+                        ("colour = 1", "unknown setting 'colour'")):
+        (run.path / "config.toml").write_text(written.replace("lr = 0.2\n", edit + "\n"))
+        refused = cli("run", "--resume", run.path, "--epochs", 4, "--no-progress")  # refused as --config refuses it
+        assert refused.exit_code == 2 and f"{run.path / 'config.toml'}: {words}" in refused.output, refused.output
+        with pytest.raises(trainer.ConfigError, match=words):
+            trainer.resume(run.path, epochs=4, progress=False, echo=None)
     (run.path / "config.toml").write_text("")  # a kill during a plain write once left it so
     resumed = trainer.resume(run.path, epochs=4, progress=False, echo=None)
     assert resumed.epochs == 4 and resumed.config.lr == 0.2 and "lr = 0.2" in (run.path / "config.toml").read_text()
+    shorter = cli("run", "--resume", run.path, "--epochs", 2, "--no-progress")
+    assert shorter.exit_code == 0 and shorter.output.strip() == \
+        f"{run.path} has already trained 4 epochs, more than the 2 asked for; nothing to do"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random", "no keys", "empty"])
@@ -234,7 +244,7 @@ def test_an_interrupted_first_epoch_starts_again_with_the_same_command(data, tmp
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("trainer.run.train_epoch", stop)
+    monkeypatch.setattr("trainer.session.train_epoch", stop)
     args = ["run", "--data-dir", data, "--out-dir", tmp_path, "--name", "early", "--epochs", 1, "--batch-size", 64,
             "--no-progress"]
     stopped = cli(*args)
@@ -244,17 +254,33 @@ def test_an_interrupted_first_epoch_starts_again_with_the_same_command(data, tmp
     assert again.exit_code == 0, again.output
 
 
+def no_space(monkeypatch) -> None:
+    """Make writing a checkpoint fail as on a full disk (torch.save itself once said so in its C++ words)."""
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("trainer.checkpoint._write_file", full)
+
+
 def test_a_full_disk_is_one_line_and_keeps_the_last_epoch(data, tmp_path, monkeypatch):
     run = train(data, tmp_path, "full", epochs=2, scheduler="step")
-
-    def no_space(state, path):
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
-
-    monkeypatch.setattr("trainer.runfolder.save_checkpoint", no_space)
+    no_space(monkeypatch)
     result = cli("run", "--resume", run.path, "--epochs", 3, "--no-progress")
-    assert result.exit_code == 1 and "cannot write epoch 3" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: cannot write epoch 3 in {run.path} (No space "
+                                                             "left on device); epoch 2, the last complete one, is kept")
     assert trainer.load(run.path).epochs == 2 == workbook_epochs(run.path)
     assert not any(p.name.startswith(".") for p in run.path.iterdir())
+
+
+def test_a_full_disk_in_the_first_epoch_says_nothing_was_kept(data, tmp_path, monkeypatch):
+    no_space(monkeypatch)
+    result = cli("run", "--data-dir", data, "--out-dir", tmp_path / "runs", "--name", "first", "--epochs", 1,
+                 "--batch-size", 64, "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert "cannot write epoch 1 in" in result.output and "(No space left on device); nothing was kept" in \
+        result.output and "is kept" not in result.output and "enforce fail" not in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_images_of_another_size_are_one_line(tmp_path):
@@ -285,3 +311,61 @@ def test_resuming_in_a_folder_that_cannot_be_written_is_one_line_and_changes_not
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert "cannot write in" in result.output and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in run.path.iterdir()} == before
+
+
+# -- the checkpoint's format ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_epoch(data, tmp_path_factory) -> Path:
+    """A finished one-epoch run (copy it before changing it)."""
+    return train(data, tmp_path_factory.mktemp("runs"), "one", epochs=1).path
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("history", [], "its history is not one record per epoch 1..1"),
+    ("generator", torch.zeros(3), "'generator' is not a CPU generator's state"),
+    ("rng", {"cuda": torch.zeros(3, dtype=torch.uint8)}, "'rng' is not RNG states"),
+    ("optimizer", {"state": {}}, "'optimizer' is not an optimizer's"),
+    ("best", 7.0, "'best' is not from 0 to 1"),
+    ("epoch", 0, "'epoch' is not at least 1"),
+    ("model", {"weight": 1.0}, "'model' is not weights"),
+    ("trained model", None, "no 'trained model'"),
+    ("config", {"lr": -1.0}, "its settings cannot be used (lr must be above 0 and at most 10, got -1.0)"),
+    ("version", 3, "written by a newer trainer (format 3; this one reads up to 2); update trainer"),
+])
+def test_every_key_of_a_checkpoint_is_checked_when_it_is_read(one_epoch, tmp_path, key, value, words):
+    run = trainer.load(shutil.copytree(one_epoch, tmp_path / "k"))
+    state = torch.load(run.path / "last.pt", weights_only=True)
+    if value is None:
+        del state[key]
+    else:
+        state[key] = value
+    torch.save(state, run.path / "last.pt")
+    with pytest.raises(RunError) as refused:
+        trainer.resume(run.path, progress=False, echo=None)
+    assert str(refused.value) in (f"{run.path / 'last.pt'}: {words}",
+                                  f"{run.path / 'last.pt'}: not a trainer checkpoint ({words})")
+
+
+def test_a_version_1_checkpoint_of_adam_continues_as_adamw_exactly(data, tmp_path, monkeypatch):
+    """Version 1 called AdamW `adam` and kept its β₁ in `momentum`; such a run continues as it was trained."""
+    settings = {"optimizer": "adamw", "beta1": 0.8, "lr": 0.01, "scheduler": "step", "epochs": 2}
+    whole = train(data, tmp_path, "whole", **settings)
+    from tests.interrupt import stop_at_epoch
+
+    stop_at_epoch(monkeypatch, 2)
+    with pytest.raises(trainer.Interrupted):
+        train(data, tmp_path, "old", **settings)
+    monkeypatch.undo()
+    old = tmp_path / "old"
+    state = torch.load(old / "last.pt", weights_only=True)  # written as version 1 wrote it
+    config = {k: v for k, v in state["config"].items() if k not in ("beta1", "beta2")}
+    state.update(version=1, config={**config, "optimizer": "adam", "momentum": 0.8})
+    torch.save(state, old / "last.pt")
+    text = (old / "config.toml").read_text()
+    (old / "config.toml").write_text("\n".join(line for line in text.splitlines() if not line.startswith("beta"))
+                                     .replace('optimizer = "adamw"', 'optimizer = "adam"')
+                                     .replace("momentum = 0.9", "momentum = 0.8"))
+    resumed = trainer.resume(old, progress=False, echo=None)
+    assert resumed.config.optimizer == "adamw" and resumed.config.beta1 == 0.8
+    a, b = (torch.load(r.path / "last.pt", weights_only=True) for r in (whole, resumed))
+    torch.testing.assert_close(a["model"], b["model"], rtol=0, atol=0)

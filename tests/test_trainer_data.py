@@ -1,4 +1,5 @@
 import gzip
+import struct
 
 import numpy as np
 import pytest
@@ -83,11 +84,38 @@ def test_download_is_used_only_when_nothing_is_there(tmp_path, monkeypatch):
     assert calls == [tmp_path / "empty"]
 
 
-def test_idx_round_trip(tmp_path):
-    a = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    data.write_idx(tmp_path / "x.gz", a)
-    assert gzip.decompress((tmp_path / "x.gz").read_bytes())[:4] == b"\x00\x00\x08\x03"
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "x.gz", "images"), a)
+def test_idx_files_follow_the_published_format(tmp_path):
+    """IDX as LeCun's page defines it (a big-endian magic 0x0803 or 0x0801, then each dimension as a big-endian
+    32-bit count, then the bytes), checked both ways against hand-built bytes and torchvision's own reader."""
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    images = np.arange(2 * 28 * 28, dtype=np.uint64).reshape(2, 28, 28).astype(np.uint8)
+    by_hand = struct.pack(">IIII", 0x0803, 2, 28, 28) + images.tobytes()
+    (tmp_path / "hand").write_bytes(by_hand)
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "hand", "images"), images)
+    data.write_idx(tmp_path / "ours.gz", images)
+    assert gzip.decompress((tmp_path / "ours.gz").read_bytes()) == by_hand
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    data.write_idx(tmp_path / "labels", labels)
+    assert (tmp_path / "labels").read_bytes() == struct.pack(">II", 0x0801, 5) + bytes([3, 1, 4, 1, 5])
+    assert read_sn3_pascalvincent_tensor(str(tmp_path / "labels")).tolist() == [3, 1, 4, 1, 5]
+
+
+def test_a_raw_and_a_gz_copy_that_differ_are_refused(tmp_path):
+    folder = write_mnist(tmp_path, gz=True)
+    stem = FILES[("train", "labels")]
+    _, labels = make_images(320, 0)
+    data.write_idx(folder / stem, labels)  # the same data uncompressed: fine
+    assert data.load(folder, torch.device("cpu"), download=False).train.labels.tolist() == labels.tolist()
+    data.write_idx(folder / stem, (labels + 1) % 10)  # a raw copy of other labels beside the .gz
+    with pytest.raises(DataError, match=f"{stem} and .*{stem}.gz hold different data; remove the one that is wrong"):
+        data.load(folder, torch.device("cpu"), download=False)
+
+
+def test_an_empty_test_set_is_refused(tmp_path):
+    folder = write_mnist(tmp_path, n_test=0)
+    with pytest.raises(DataError, match=f"{FILES[('test', 'images')]}: no test images"):
+        data.load(folder, torch.device("cpu"), download=False)
 
 
 def test_shuffled_batches_cover_every_sample_once(tmp_path):

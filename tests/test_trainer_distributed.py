@@ -14,7 +14,7 @@ from tests.mnist_fixtures import write_mnist
 from tests.processes import processes
 from trainer import data, distributed, models
 from trainer.config import RunConfig
-from trainer.loop import batch_loss
+from trainer.step import batch_loss
 
 BATCH = 24
 
@@ -88,7 +88,8 @@ def trainer(*args, **kwargs):
 
 def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist_dir, tmp_path):
     # the device is chosen, so that the test means the same with 0, 1 or several GPUs present
-    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--device", "cpu"]
+    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--device", "cpu",
+              "--model", "tiny"]
     two = trainer(*common, "--nproc", 2, "--name", "two")
     assert two.returncode == 0, two.stdout + two.stderr
     assert two.stdout.count("Epoch 1:") == 1 and "2 processes (gloo)" in two.stdout  # only rank 0 prints
@@ -100,7 +101,7 @@ def test_a_two_process_run_writes_one_run_folder_like_a_single_process_run(mnist
     assert set(states["two"]) == set(states["one"]) and states["two"]["processes"] == 2
     assert states["two"]["model"].keys() == states["one"]["model"].keys()
     # the saved model, evaluated here on its own, gives the test loss the run reported
-    saved = models.create()  # the default model, which the run trained
+    saved = models.create("tiny")  # the model the run trained
     saved.load_state_dict(states["two"]["model"])
     test = data.load(mnist_dir, torch.device("cpu")).test
     with torch.no_grad():
@@ -144,7 +145,8 @@ def test_a_killed_two_process_run_resumes_under_torchrun_from_its_last_epoch(mni
 def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
                              str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
-                             "--name", "w", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--name", "w", "--device", "cpu", "--model", "tiny"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "w" / "last.pt").is_file():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -156,13 +158,15 @@ def test_stopping_one_process_stops_the_run_in_one_line(mnist_dir, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Error" not in err, err
-    assert err.strip().splitlines()[-1].startswith("Interrupted. The last complete epoch is kept in")
+    assert err.strip().splitlines() == [f"Interrupted. The last complete epoch is kept in {tmp_path / 'w'}; continue "
+                                        f"with: trainer run --nproc 2 --resume {tmp_path / 'w'}"], err
 
 
 def test_killing_the_launcher_stops_its_processes(mnist_dir, tmp_path):
     launcher = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--nproc", "2", "--data-dir",
                                  str(mnist_dir), "--epochs", "10", "--batch-size", "64", "--out-dir", str(tmp_path),
-                                 "--name", "L", "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--name", "L", "--device", "cpu", "--model", "tiny"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
 
     def workers() -> list[int]:
         return [pid for pid in processes(str(tmp_path), "RANK=") if pid != launcher.pid]

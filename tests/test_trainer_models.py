@@ -5,7 +5,7 @@ from torch import nn
 
 from trainer import models
 from trainer.cli import main
-from trainer.device import DeviceError, resolve
+from trainer.device import DeviceError, choose, resolve
 from trainer.summary import receptive_field, summarize
 
 
@@ -33,25 +33,33 @@ def test_receptive_field_of_a_known_stack():
 
 def test_summary_rows_follow_the_model():
     s = summarize(models.create("tiny"))
-    assert s.total_params == models.count_parameters(models.create("tiny"))
-    assert sum(r.params for r in s.layers) == s.total_params
-    first = s.layers[0]
-    assert (first.kind, first.output_shape, first.rf, first.jump) == ("Conv2d", (8, 26, 26), 3, 1)
-    assert s.layers[-1].kind == "Linear" and s.layers[-1].output_shape == (10,)
+    # by hand: a 3×3 convolution without bias has 9·in·out weights, BatchNorm 2 per channel
+    first, norm = s.layers[0], s.layers[1]
+    assert (first.kind, first.output_shape, first.params, first.rf, first.jump) == ("Conv2d", (8, 26, 26), 72, 3, 1)
+    assert (norm.kind, norm.params) == ("BatchNorm2d", 16)
+    assert first.macs == 72 * 26 * 26  # one multiply-add per weight per output pixel
+    assert s.layers[-1].kind == "Linear" and s.layers[-1].output_shape == (10,) and s.layers[-1].params == 16 * 10 + 10
+    assert s.total_params == 7_594
 
 
 def test_summary_and_models_commands():
     out = CliRunner().invoke(main, ["summary"]).output
-    params = models.count_parameters(models.create(models.DEFAULT_MODEL))
-    assert "RF" in out and f"Total params: {params:,}" in out
-    out = CliRunner().invoke(main, ["models"]).output
-    assert all(name in out for name in models.MODELS)
+    assert "Total params: 17,290" in out  # the default model, counted by hand above
+    convs = [line.split() for line in out.splitlines() if line.startswith("Conv2d")]
+    assert convs[-1][-2:] == ["22", "2"]  # the last convolution sees 22×22 input pixels, 2 apart (README)
+    listed = {line.split()[0]: line.split()[1] for line in CliRunner().invoke(main, ["models"]).output.splitlines()}
+    assert set(listed) == set(models.MODELS) and listed["wide"] == "17,290" and listed["tiny"] == "7,594"
 
 
-def test_device_choice():
-    assert resolve("cpu").device.type == "cpu"
-    assert resolve("auto").type in ("cuda", "mps", "cpu")
-    with pytest.raises(DeviceError, match="unknown device"):
+@pytest.mark.parametrize("cuda, mps, picked", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, picked):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr("trainer.device._mps_available", lambda: mps)
+    assert choose("auto") == picked and choose("cpu") == "cpu"
+
+
+def test_an_unknown_device_is_refused():
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         resolve("tpu")
 
 
@@ -63,7 +71,10 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
 def test_cpu_trains_in_full_precision_and_default_memory_format():
     d = resolve("cpu")
-    assert not d.channels_last
+    assert not d.channels_last and not d.inputs(torch.ones(2, 3, 28, 28)).is_contiguous(
+        memory_format=torch.channels_last)
     with d.autocast():
         y = nn.Linear(3, 3)(torch.ones(1, 3))
     assert y.dtype == torch.float32
+    with resolve("cpu", precision="bf16").autocast():
+        assert nn.Linear(3, 3)(torch.ones(1, 3)).dtype == torch.bfloat16

@@ -31,7 +31,7 @@ def test_a_reduced_precision_run_computes_in_it_and_resumes_exactly(mnist_dir, t
     monkeypatch.setattr(torch.nn.Conv2d, "forward", lambda self, x: seen.append(real_forward(self, x).dtype)
                         or real_forward(self, x))
     common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--scheduler",
-              "step", "--precision", precision]
+              "step", "--precision", precision, "--model", "tiny"]
     whole = run(*common, "--name", "whole")
     assert whole.exit_code == 0, whole.output
     assert f"cpu ({plural(torch.get_num_threads(), 'thread')}), {precision}" in whole.output

@@ -81,7 +81,8 @@ def test_existing_run_folder_needs_resume_or_force(one_epoch, mnist_dir):
 
 
 def test_interrupted_run_resumes_where_it_stopped_and_matches_an_uninterrupted_one(mnist_dir, tmp_path, monkeypatch):
-    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path]
+    # on the CPU: a GPU's TF32 and cuDNN autotuning make two runs of one seed part (README, "On a GPU")
+    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--device", "cpu"]
     assert run(*common, "--name", "whole").exit_code == 0
 
     stop_at_epoch(monkeypatch, 3)
@@ -137,9 +138,11 @@ def test_cuda_asked_for_without_one(mnist_dir, tmp_path):
 
 def test_missing_data_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr("trainer.data._download", lambda folder: (_ for _ in ()).throw(OSError("offline")))
-    result = run("--data-dir", tmp_path / "nothing", "--out-dir", tmp_path / "runs", "--name", "m")
+    result = run("--data-dir", tmp_path / "nothing" / "mnist", "--out-dir", tmp_path / "outputs" / "runs",
+                 "--name", "m")
     assert result.exit_code == 1 and "put train-images-idx3-ubyte.gz" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # neither the run's folders nor the data's are left behind
 
 
 def test_corrupt_data_names_the_file(tmp_path):
@@ -163,7 +166,32 @@ def test_malformed_run_template(tmp_path):
     template = tmp_path / "run.toml"
     template.write_text('epochs = "many"\n')
     result = run("--config", template, "--out-dir", tmp_path / "runs")
-    assert result.exit_code == 1 and "epochs" in result.output and str(template) in result.output
+    assert result.exit_code == 2 and f"{template}: epochs must be a whole number, got 'many'" in result.output
+
+
+@pytest.mark.parametrize("key, value", [("seed", 2**32), ("momentum", 5), ("optimizer", "lion"), ("lr", -0.1)])
+def test_a_bad_setting_reads_the_same_from_the_command_line_and_from_a_file(tmp_path, key, value):
+    template = tmp_path / "run.toml"
+    template.write_text(f"{key} = {value!r}\n".replace("'", '"'))
+    from_file = run("--config", template, "--out-dir", tmp_path / "runs")
+    from_option = run(f"--{key}", value, "--out-dir", tmp_path / "runs")
+    for result in (from_file, from_option):
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    why = from_file.output.split(f"{template}: ")[1].split(" (see")[0]
+    assert why.startswith(f"{key} must be ") and why in from_option.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_seed_beyond_32_bits_is_one_line_from_every_entry_point(tmp_path):
+    import trainer
+
+    with pytest.raises(trainer.ConfigError, match="seed must be from 0 to 4294967295, got 4294967296"):
+        trainer.train(seed=2**32, out_dir=str(tmp_path))
+    swept = CliRunner().invoke(main, ["sweep", "--seeds", "4294967295-4294967296", "--out-dir", tmp_path])
+    assert swept.exit_code == 2 and len(swept.output.strip().splitlines()) == 1
+    assert "seed must be from 0 to 4294967295, got 4294967296" in swept.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_shipped_run_template_is_the_default_configuration():
@@ -194,12 +222,24 @@ def test_resume_refuses_settings_it_cannot_change_in_one_line(one_epoch):
     assert "accepts only --epochs, --device, --threads, --step-mode, --data-dir (got --lr)" in result.output
 
 
-def test_data_order_does_not_depend_on_the_device(one_epoch):
-    """The data generator lives on the CPU, so a run can be resumed on another kind of device."""
-    state = torch.load(one_epoch[0] / "last.pt", weights_only=False)
-    cpu = torch.Generator()
-    cpu.set_state(state["generator"])  # a CUDA generator's state would not load here
-    assert state["rng"]["cpu"].dtype == torch.uint8
+def test_a_checkpoint_from_a_gpu_continues_on_the_cpu_with_the_same_batches(mnist_dir, tmp_path, monkeypatch):
+    """A GPU run's checkpoint holds the GPU's RNG state beside the CPU's; the data order and augmentation come from
+    a generator on the CPU, so on the CPU it continues exactly as a CPU run (dropout draws from the CPU there)."""
+    from trainer.checkpoint import Checkpoint
+
+    common = ["--data-dir", mnist_dir, "--epochs", 2, "--batch-size", 64, "--out-dir", tmp_path, "--device", "cpu",
+              "--scheduler", "step"]
+    assert run(*common, "--name", "whole").exit_code == 0
+    stop_at_epoch(monkeypatch, 2)
+    assert run(*common, "--name", "moved").exit_code == 130
+    monkeypatch.undo()
+    state = Checkpoint.load(tmp_path / "moved" / "last.pt")
+    state.rng = {**state.rng, "cuda": torch.zeros(16, dtype=torch.uint8)}  # as a CUDA run saves it
+    state.save(tmp_path / "moved" / "last.pt")
+    assert run("--resume", tmp_path / "moved", "--device", "cpu").exit_code == 0
+    whole, moved = (Checkpoint.load(tmp_path / name / "last.pt") for name in ("whole", "moved"))
+    torch.testing.assert_close(moved.model, whole.model, rtol=0, atol=0)
+    assert moved.history[1]["train_loss"] == whole.history[1]["train_loss"]
 
 
 def test_config_toml_reads_back_any_folder_name(tmp_path):
@@ -213,9 +253,9 @@ def test_config_toml_reads_back_any_folder_name(tmp_path):
 def test_every_setting_is_in_the_run_template_and_the_config_sheet(one_epoch):
     import tomllib
 
-    from trainer.config import RunConfig
+    from trainer.config import SPECS
 
-    fields = set(RunConfig.__dataclass_fields__)
+    fields = set(SPECS)
     shipped = tomllib.loads((Path(__file__).parent.parent / "templates" / "runs" / "mnist.toml").read_text())
     assert set(shipped) == fields
     sheet = openpyxl.load_workbook(one_epoch[0] / "training.xlsx")["Config"]
@@ -223,7 +263,8 @@ def test_every_setting_is_in_the_run_template_and_the_config_sheet(one_epoch):
 
 
 def test_a_run_with_a_weight_average_resumes_exactly(mnist_dir, tmp_path, monkeypatch):
-    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--ema", 0.9]
+    common = ["--data-dir", mnist_dir, "--epochs", 3, "--batch-size", 64, "--out-dir", tmp_path, "--ema", 0.9,
+              "--device", "cpu"]
     assert run(*common, "--name", "whole").exit_code == 0
     stop_at_epoch(monkeypatch, 3)
     assert run(*common, "--name", "cut").exit_code == 130
@@ -262,3 +303,17 @@ def test_waiting_threads_sleep_so_a_shared_machine_does_not_collapse_training():
     # (benchmarks/trainer_threads.py); trainer makes them sleep unless the user chose otherwise
     assert "GOMP_SPINCOUNT = '0'" in openmp_settings()
     assert "OMP_WAIT_POLICY = 'ACTIVE'" in openmp_settings(OMP_WAIT_POLICY="ACTIVE")
+
+
+def test_a_run_whose_output_is_cut_short_keeps_training(mnist_dir, tmp_path):
+    """`trainer run … | head -1`: once the reader has gone, the run trains on without printing and ends well."""
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--no-progress", "--data-dir", str(mnist_dir),
+                             "--epochs", "3", "--batch-size", "64", "--model", "tiny", "--scheduler", "step",
+                             "--out-dir", str(tmp_path), "--name", "cut"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("Training tiny")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert "stdout was closed; training goes on without printing to it" in err and "Traceback" not in err
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 3

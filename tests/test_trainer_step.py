@@ -20,8 +20,9 @@ from trainer.data import Split
 from trainer.device import Device, data_generator, resolve
 from trainer.distributed import World
 from trainer.ema import EMA
-from trainer.loop import make_optimizer, make_scheduler, train_epoch
-from trainer.step import CompiledStep, EagerStep, GraphStep, Parts, sgd, unavailable
+from trainer.loop import train_epoch
+from trainer.optim import make_optimizer, make_scheduler
+from trainer.step import CompiledStep, EagerStep, GraphStep, Parts, make, sgd
 
 BATCH = 16
 IMAGES = 4 * BATCH + 7  # four full batches and a smaller last one
@@ -179,16 +180,33 @@ def test_a_compilation_that_fails_puts_the_model_back_says_so_once_and_steps_eag
     assert steps[0].mode == "eager"
 
 
-def test_the_fast_modes_name_what_they_cannot_run():
-    cuda = Device(torch.device("cuda", 0))
-    assert unavailable("eager", resolve("cpu"), RunConfig()) is None
-    assert unavailable("graph", cuda, RunConfig()) is None and unavailable("compile", cuda, RunConfig()) is None
-    assert unavailable("graph", resolve("cpu"), RunConfig()) == "needs CUDA, and this run is on cpu"
-    assert unavailable("compile", cuda, RunConfig(), World(0, 2)) == "runs in one process"
-    assert unavailable("graph", cuda, RunConfig(optimizer="adam")) == "captures the sgd optimizer only"
-    assert unavailable("graph", Device(torch.device("cuda", 0), "fp16"), RunConfig(precision="fp16")) == \
-        "cannot capture fp16's gradient scaler"
-    assert unavailable("compile", Device(torch.device("cuda", 0), "fp16"), RunConfig(precision="fp16")) is None
+@pytest.mark.parametrize("mode, device, settings, world, said", [
+    ("graph", "cpu", {}, 1, "needs CUDA, and this run is on cpu"),
+    ("compile", "cpu", {}, 1, "needs CUDA, and this run is on cpu"),
+    ("compile", "cuda", {}, 2, "runs in one process"),
+    ("graph", "cuda", {"optimizer": "adamw"}, 1, "captures the sgd optimizer only"),
+    ("graph", "cuda", {"precision": "fp16"}, 1, "cannot capture fp16's gradient scaler"),
+    ("graph", "cuda", {}, 1, None),
+    ("compile", "cuda", {"precision": "fp16"}, 1, None),
+    ("eager", "cuda", {}, 1, None),
+])
+def test_each_step_mode_runs_where_it_can_and_says_in_one_line_where_not(monkeypatch, mode, device, settings, world,
+                                                                        said):
+    """The step a run gets: a fast mode where it can run, else the plain step and one line saying why (a CUDA
+    device is stood in for: the modes' constructors are replaced, so nothing here needs a GPU)."""
+    built = []
+    monkeypatch.setattr("trainer.step.GraphStep", lambda p: built.append("graph") or "graph step")
+    monkeypatch.setattr("trainer.step.CompiledStep", lambda p, echo: built.append("compile") or "compiled step")
+    cfg = RunConfig(batch_size=BATCH, **settings)
+    p = parts(RunConfig(batch_size=BATCH))
+    p.cfg, p.world, p.device = cfg, World(0, world), Device(torch.device(device), cfg.precision)
+    lines: list[str] = []
+    chosen = make(mode, p, lines.append)
+    if said is None:
+        assert lines == [] and built == ([mode] if mode != "eager" else []) and not isinstance(chosen, GraphStep)
+    else:
+        assert lines == [f"step_mode='{mode}' {said}; training steps run eagerly"] and built == []
+        assert type(chosen) is EagerStep
 
 
 def test_torch_compile_missing_is_one_line_and_the_plain_step():
@@ -211,7 +229,7 @@ def cli(*args):
 
 def test_a_fast_step_mode_without_cuda_says_so_in_one_line_and_trains_as_the_plain_path(mnist_dir, tmp_path):
     common = ["run", "--no-progress", "--device", "cpu", "--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 64,
-              "--out-dir", tmp_path]
+              "--out-dir", tmp_path, "--model", "tiny"]
     plain = cli(*common, "--name", "plain")
     assert plain.exit_code == 0, plain.output
     for mode in ("graph", "compile"):
@@ -238,3 +256,15 @@ def test_a_run_resumes_in_another_step_mode(mnist_dir, tmp_path, monkeypatch):
     resumed = cli("run", "--no-progress", "--resume", tmp_path / "cut", "--step-mode", "graph")
     assert resumed.exit_code == 0 and "Epoch 2:" in resumed.output, resumed.output
     assert "--step-mode graph needs CUDA" in resumed.output
+
+
+@pytest.mark.parametrize("name, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                        ("adamw", torch.optim.AdamW)])
+def test_each_optimizer_is_torch_optims_of_that_name_with_its_own_settings(name, kind):
+    cfg = RunConfig(optimizer=name, momentum=0.5, beta1=0.7, beta2=0.99, weight_decay=1e-3)
+    group = make_optimizer(cfg, models.create("tiny")).param_groups[0]
+    assert type(make_optimizer(cfg, models.create("tiny"))) is kind and group["weight_decay"] == 1e-3
+    if name == "sgd":
+        assert group["momentum"] == 0.5 and group["nesterov"]
+    else:  # momentum is SGD's alone
+        assert group["betas"] == (0.7, 0.99) and "momentum" not in group

@@ -22,7 +22,7 @@ from tests.xlsx import (
 from trainer.cli import main
 from trainer.comparison import write
 from trainer.run import read_run
-from trainer.runfolder import completed_epochs
+from trainer.runfolder import RunFolder
 
 GRID = ["--seeds", "1,2", "--set", "lr=0.05,0.1", "--epochs", "3", "--batch-size", "64", "--jobs", "2",
         "--model", "tiny", "--no-progress", "--name", "grid"]  # the smallest model: these tests are about sweeps
@@ -42,7 +42,7 @@ def swept(tmp_path_factory):
     first = subprocess.Popen(sweep_command(data, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 120
-    while not any(0 < completed_epochs(out / "grid" / name) < 3 for name in RUN_NAMES):  # a checkpoint mid-run
+    while not any(0 < RunFolder(out / "grid" / name).progress() < 3 for name in RUN_NAMES):  # a checkpoint mid-run
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
         time.sleep(0.05)
     first.send_signal(signal.SIGTERM)
@@ -57,7 +57,7 @@ def test_an_interrupted_sweep_keeps_its_runs_and_resumes_them(swept):
     folder, interrupted, again = swept
     assert "run the same command again to continue" in interrupted
     assert sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) == RUN_NAMES
-    assert all(completed_epochs(folder / name) == 3 for name in RUN_NAMES)
+    assert all(RunFolder(folder / name).epochs_done() == 3 for name in RUN_NAMES)
     resumed = [name for name in RUN_NAMES if "Resuming" in (folder / name / "log.txt").read_text()]
     assert resumed and f"started {resumed[0]} (resuming)" in again
     history = read_run(folder / resumed[0]).history
@@ -185,3 +185,14 @@ def test_compare_of_runs_of_different_lengths_shows_every_run_and_no_error(soffi
     table = compared.table()
     assert "1 run, last-three test accuracy" in table and "mean ± std of 1)" in table and "1 runs" not in table
     assert openpyxl.load_workbook(book)["Runs"]["A1"].value == "5 runs compared"
+
+
+def test_a_sweep_gives_its_runs_the_threads_asked_for(tmp_path):
+    data = write_mnist(tmp_path / "mnist", n_train=256, n_test=100)
+    result = CliRunner().invoke(main, ["sweep", "--seeds", "1", "--jobs", "1", "--threads", "1", "--epochs", "1",
+                                       "--batch-size", "64", "--model", "tiny", "--data-dir", str(data), "--out-dir",
+                                       str(tmp_path / "sweeps"), "--name", "t", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "sweeps" / "t" / "seed1"
+    assert "on cpu (1 thread)" in (run / "log.txt").read_text()  # not the cores split between jobs: 2 here
+    assert read_run(run).config.threads == 1

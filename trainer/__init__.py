@@ -10,6 +10,7 @@ The Python API (the ``trainer`` command calls the same functions; torch loads on
 """
 
 import os
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -17,7 +18,9 @@ __version__ = "0.1.0"
 # Before torch loads its OpenMP runtime: threads that wait between parallel regions sleep instead of
 # spinning. Spinning threads collapse when another process shares the cores (2 threads beside a second
 # training: 462 images/s, sleeping: 1,627, one thread: 1,576; alone 2,485 / 2,365 / 1,731), see
-# benchmarks/trainer_threads.py. A value the user set is kept.
+# benchmarks/trainer_threads.py. A value the user set is kept. With torch imported first it comes too late
+# (OpenMP has read its settings), and a run on the CPU says so (trainer.device.thread_policy_note).
+SPINNING = "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "Run", "RunConfig", "Comparison",

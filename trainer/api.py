@@ -13,24 +13,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from sheetprop import wording
-from trainer import distributed
-from trainer.comparison import CompareError, Comparison, compare
-from trainer.config import NOT_SWEPT, ConfigError, RunConfig, arguments, check, read
+from trainer import config, distributed, signals
+from trainer.comparison import CompareError, Comparison
+from trainer.comparison import compare as _compare
+from trainer.config import NOT_SWEPT, RESUMABLE, SPECS, ConfigError, RunConfig, read
 from trainer.data import DataError
 from trainer.device import DeviceError, check_processes
 from trainer.loop import NaNLoss
 from trainer.report import DEFAULT_TARGET
-from trainer.run import (
-    Run,
-    RunError,
-    Destination,
-    clear_for_new_run,
-    execute,
-    read_run,
-    resume_config,
-    timestamp,
-)
-from trainer.runfolder import LAST, Interrupted, completed_epochs
+from trainer.run import Destination, execute
+from trainer.runfolder import Interrupted, Run, RunError, RunFolder, read_run
 from trainer.sweeps import SweepError
 
 __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "seed_list", "Run", "RunConfig", "Comparison",
@@ -38,18 +30,6 @@ __all__ = ["train", "resume", "sweep", "compare", "load", "configure", "seed_lis
            "CompareError", "NaNLoss"]
 
 Echo = Callable[[str], None]
-
-
-def interrupted(run_dir: Path, processes: int = 1) -> Interrupted:
-    """What a run interrupted in ``run_dir`` tells its caller: what was kept, and how to continue."""
-    if not (run_dir / LAST).exists():
-        return Interrupted(f"Interrupted before its first epoch ended; nothing was kept in {run_dir}. The same "
-                           "command starts it again.", run_dir)
-    if wording.on_command_line():
-        again = f"trainer run {f'--nproc {processes} ' if processes > 1 else ''}--resume {wording.quoted(run_dir)}"
-    else:
-        again = f"trainer.resume({str(run_dir)!r}{f', nproc={processes}' if processes > 1 else ''})"
-    return Interrupted(f"Interrupted. The last complete epoch is kept in {run_dir}; continue with: {again}", run_dir)
 
 
 class ProcessesFailed(RuntimeError):
@@ -64,81 +44,121 @@ def configure(config: RunConfig | str | Path | None = None, **settings: Any) -> 
     """A checked run configuration: ``config`` (a run template's name or file, or a :class:`RunConfig`;
     default: the defaults) with ``settings`` over it."""
     base = config if isinstance(config, RunConfig) else read(config) if config is not None else RunConfig()
-    return check(base.updated(**settings))
+    return base.updated(**settings)
 
 
 def train(config: RunConfig | str | Path | None = None, *, name: str | None = None, force: bool = False,
           nproc: int = 1, progress: bool = True, echo: Echo | None = print, **settings: Any) -> Run:
     """Train a new run in ``out_dir``/``name`` (default: a timestamp) and return it when done.
 
-    ``settings`` are those of ``trainer run`` (``data_dir``, ``epochs``, ``seed``, ``model``, …) over
-    ``config``; ``force=True`` replaces an existing run folder's results; ``nproc`` > 1 trains
-    data-parallel in that many processes. Each epoch writes training.xlsx, history.csv, last.pt and
-    best.pt, so a stopped run can be continued with :func:`resume`."""
+    ``settings`` are those of ``trainer run`` (below) over ``config``; ``force=True`` replaces an existing
+    run folder's results; ``nproc`` > 1 trains data-parallel in that many processes. Each epoch writes
+    training.xlsx, history.csv, last.pt and best.pt, so a stopped run can be continued with :func:`resume`.
+
+    Settings:
+{settings}
+    """
     cfg = configure(config, **settings)
-    world = distributed.from_environment()
-    name = name or timestamp()
-    folder = Path(cfg.out_dir) / name
-    workers = ["run", *cfg.to_arguments(), "--name", name, *(["--force"] if force else []),
-               "--progress" if progress else "--no-progress"]
-    return _execute(cfg, Destination(name, force, None), folder, nproc, progress, echo, world, workers)
+    if _launches(nproc, cfg.device):
+        return _launch(cfg, nproc, progress, echo, folder=RunFolder.create(cfg.out_dir, name), force=force)
+    return _here(cfg, Destination(name, force), progress, echo)
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, device: str | None = None, threads: int | None = None,
-           step_mode: str | None = None, data_dir: str | None = None, nproc: int = 1, progress: bool = True,
-           echo: Echo | None = print) -> Run:
+def resume(run_dir: str | Path, *, nproc: int = 1, progress: bool = True, echo: Echo | None = print,
+           **changes: Any) -> Run:
     """Continue a stopped run from its last finished epoch, with the data order, dropout and schedule of an
-    uninterrupted run; a finished run is returned as it is. Only the settings named here may change."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir} is not a folder")
-    changes = {"epochs": epochs, "device": device, "threads": threads, "step_mode": step_mode, "data_dir": data_dir}
-    cfg = resume_config(run_dir, **changes)
-    done = completed_epochs(run_dir)
-    say = echo or distributed.quiet
-    if done >= cfg.epochs:
-        say(f"{run_dir} is complete ({done} of {wording.plural(cfg.epochs, 'epoch')}); nothing to do")
-        return read_run(run_dir)
-    workers = ["run", "--resume", str(run_dir), *arguments(changes), "--progress" if progress else "--no-progress"]
-    return _execute(cfg, Destination(resume=run_dir), run_dir, nproc, progress, echo, distributed.from_environment(),
-                    workers)
+    uninterrupted run; a finished run is returned as it is. Of the settings, only {resumable} may change."""
+    fixed = [k for k in changes if k not in RESUMABLE]
+    if fixed:
+        raise ConfigError(f"a resumed run may change only {', '.join(RESUMABLE)} (got {', '.join(fixed)})")
+    folder = RunFolder.existing(run_dir)
+    cfg = folder.continued_config(**changes)
+    if _finished(folder, cfg, echo):
+        return read_run(folder.path)
+    if _launches(nproc, cfg.device):
+        return _launch(cfg, nproc, progress, echo, folder=folder, resume=True)
+    return _here(cfg, Destination(resume=True, folder=folder), progress, echo)
 
 
-def _execute(cfg: RunConfig, destination: Destination, folder: Path, nproc: int, progress: bool, echo: Echo | None,
-             world: distributed.World, workers: list[str]) -> Run:
-    """Train here, or start ``nproc`` processes that do (each runs ``python -m trainer WORKERS``)."""
+def work(run_dir: str | Path, *, progress: bool = False, echo: Echo | None = print) -> Run:
+    """What a worker process does (``python -m trainer.worker RUN_DIR``): train the run that its folder's
+    config.toml describes, or continue it from its last epoch."""
+    folder = RunFolder.existing(run_dir)
+    if folder.has_epoch():
+        cfg = folder.continued_config()
+        if _finished(folder, cfg, echo):
+            return read_run(folder.path)
+        return _here(cfg, Destination(resume=True, folder=folder), progress, echo)
+    cfg = folder.read_config()
+    if cfg is None:
+        raise RunError(f"{folder.path} holds no settings to start from (config.toml)")
+    return _here(cfg, Destination(folder=folder), progress, echo)
+
+
+def _finished(folder: RunFolder, cfg: RunConfig, echo: Echo | None) -> bool:
+    """Whether the run has trained all its epochs (said in one line)."""
+    done = folder.epochs_done()
+    say = echo if echo is not None and distributed.from_environment().main else distributed.quiet
+    if done == cfg.epochs:
+        say(f"{folder.path} is complete ({done} of {wording.plural(cfg.epochs, 'epoch')}); nothing to do")
+    elif done > cfg.epochs:
+        say(f"{folder.path} has already trained {wording.plural(done, 'epoch')}, more than the {cfg.epochs} asked "
+            "for; nothing to do")
+    return done >= cfg.epochs
+
+
+def _launches(nproc: int, device: str) -> bool:
+    """Whether this call starts ``nproc`` processes (rather than train here, alone or as one of them); refuses,
+    before anything is made, more processes than the device can hold."""
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"nproc must be at least 1, got {nproc!r}")
+    if nproc == 1 or distributed.from_environment().size > 1:
+        return False
+    check_processes(device, nproc)
+    return True
+
+
+def _here(cfg: RunConfig, destination: Destination, progress: bool, echo: Echo | None) -> Run:
+    """Train in this process (alone, or as one of torchrun's)."""
+    world = distributed.from_environment()
     say = echo if echo is not None and world.main else distributed.quiet
-    if nproc < 1:
-        raise ConfigError(f"nproc must be at least 1, got {nproc}")
-    if nproc > 1 and world.size == 1:
-        check_processes(cfg.device, nproc)
-        if destination.resume is None and (folder / LAST).exists() and not destination.force:
-            clear_for_new_run(folder, False)  # refuses, in the caller's words, before any process starts
-        say(f"Starting {nproc} processes with torchrun's launcher for {folder}")
-        code = distributed.launch(nproc, workers)
-        if code == 130:
-            stopped = interrupted(folder, nproc)
-            stopped.reported = True
-            raise stopped
-        if code:
-            raise ProcessesFailed(code)
-        return read_run(folder)
-    try:
-        with distributed.interruptible(world):
-            run = execute(cfg, destination, progress=progress, echo=say, world=world)
-    except KeyboardInterrupt:
-        raise interrupted(folder, world.size) from None
-    except NaNLoss as exc:
-        raise NaNLoss(exc.epoch, exc.batch, folder) from None
-    except RuntimeError as exc:
-        if world.size > 1 and distributed.peer_lost(exc):  # another process was stopped or died
-            raise interrupted(folder, world.size) from None
-        raise
+    run = execute(cfg, destination, progress=progress, echo=say, world=world)
     say(f"Done in {run.seconds:.0f} s: {run.path}")
     if run.history:
         say(f"Test accuracy of the last {wording.plural(len(run.last_three), 'epoch')}: "
             + ", ".join(f"{100 * a:.2f}%" for a in run.last_three))
     return run
+
+
+def _launch(cfg: RunConfig, nproc: int, progress: bool, echo: Echo | None, folder: RunFolder, force: bool = False,
+            resume: bool = False) -> Run:
+    """Start ``nproc`` worker processes for ``folder``, its settings written there first."""
+    with folder.lock():
+        if not resume:
+            folder.clear(force)  # refuses, in the caller's words, before any process starts
+        folder.write_config(cfg)
+    (echo or distributed.quiet)(f"Starting {nproc} processes with torchrun's launcher for {folder.path}")
+    try:
+        code = distributed.launch(nproc, [str(folder.path), "--progress" if progress else "--no-progress"])
+    finally:
+        if not resume:
+            _discard_if_unstarted(folder)
+    if code == 130:
+        stopped = folder.interrupted(nproc)
+        stopped.reported = True
+        raise stopped
+    if code:
+        raise ProcessesFailed(code)
+    return read_run(folder.path)
+
+
+def _discard_if_unstarted(folder: RunFolder) -> None:
+    """Remove a new run's folder that no process got to train in (unless another process now writes it)."""
+    try:
+        with folder.lock():
+            folder.discard_unstarted()
+    except RunError:
+        pass
 
 
 def seed_list(seeds: str | Iterable[int]) -> list[int]:
@@ -151,13 +171,13 @@ def seed_list(seeds: str | Iterable[int]) -> list[int]:
                 lo, hi = int(first), int(last or first)
                 if lo < 0 or hi < lo:
                     raise ValueError
-                found += range(lo, hi + 1)
+                found += range(lo, hi + 1) if hi - lo < 100_000 else [lo, hi]
         except ValueError:
             raise ConfigError(f"{seeds!r} is not a list of seeds such as 1-10 or 1,4,7") from None
     else:
         found = list(seeds)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in found):
-            raise ConfigError(f"seeds must be whole numbers of 0 or more, got {found!r}")
+    for s in found:
+        SPECS["seed"].check(s)
     unique = list(dict.fromkeys(found))
     if not unique:
         raise ConfigError("give at least one seed")
@@ -183,8 +203,8 @@ def sweep(seeds: str | Iterable[int] = "1-10", grid: dict[str, Sequence[Any]] | 
     fixed = [k for k in grid if k in NOT_SWEPT]
     if fixed:
         raise ConfigError(f"a sweep cannot vary {', '.join(fixed)}")
-    if jobs < 1:
-        raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs!r}")
     if not 0 <= target <= 1:
         raise ConfigError(f"target is a test accuracy from 0 to 1 (0.994 for 99.4%), got {target!r}")
     seeds = seed_list(seeds)
@@ -194,6 +214,17 @@ def sweep(seeds: str | Iterable[int] = "1-10", grid: dict[str, Sequence[Any]] | 
                      echo=echo or distributed.quiet)
 
 
+def compare(paths, out: str | Path | None = None, target: float = DEFAULT_TARGET) -> Comparison:
+    """Write the comparison workbook of the runs among ``paths`` (``out``: compare.xlsx beside them when they
+    share a folder, else in the current one) and return what it compares."""
+    with signals.interruptible():
+        return _compare(paths, out, target)
+
+
 def load(run_dir: str | Path) -> Run:
     """A run folder as a :class:`Run` (settings, history so far, parameters, time)."""
     return read_run(run_dir)
+
+
+train.__doc__ = train.__doc__.replace("{settings}", config.describe())
+resume.__doc__ = resume.__doc__.replace("{resumable}", ", ".join(RESUMABLE))

@@ -1,77 +1,114 @@
-"""The ``trainer`` command line: parse, validate, call; nothing is computed here."""
+"""The ``trainer`` command line: parse, validate, call; nothing is computed here. Every setting's option comes
+from its declaration in :mod:`trainer.config`."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from sheetprop.cli import CommandGroup
+from sheetprop import wording
 from sheetprop.wording import plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
-from trainer.config import NOT_SWEPT, OPTIMIZERS, PRECISIONS, SCHEDULERS, STEP_MODES, ConfigError, RunConfig
+from trainer.config import NOT_SWEPT, RESUMABLE, SPECS, ConfigError, RunConfig, Spec
 from trainer.data import DataError
-from trainer.device import CHOICES, DeviceError
+from trainer.device import DeviceError
 from trainer.loop import NaNLoss
 from trainer.models import MODELS
 from trainer.runfolder import Interrupted, RunError
 
-DEFAULTS = RunConfig()
+FAILURES = (DataError, DeviceError, RunError, distributed.LaunchError, NaNLoss)  # exit code 1
 
 
-def _default(name: str) -> str:
-    return f"  [default: {getattr(DEFAULTS, name)}]"
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line that says where help is, not the whole usage text."""
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{where}", file=file or sys.stderr)
 
 
-# Every setting of a run, as options shared by `run` and `sweep` (and the values `sweep --set` takes).
-SETTINGS = [
-    click.option("--data-dir", type=click.Path(file_okay=False),
-                 help="Folder with the four MNIST IDX files, raw or .gz" + _default("data_dir")),
-    click.option("--epochs", type=click.IntRange(min=1), help="Epochs" + _default("epochs")),
-    click.option("--batch-size", type=click.IntRange(min=1), help="Batch size" + _default("batch_size")),
-    click.option("--model", type=click.Choice(list(MODELS)), help="Model (see `trainer models`)" + _default("model")),
-    click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer" + _default("optimizer")),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=10),
-                 help="Learning rate (the peak with onecycle)" + _default("lr")),
-    click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="Momentum: SGD's (Nesterov when above 0) or Adam's β₁; with onecycle it cycles within ±0.05 "
-                      "of this value against the learning rate" + _default("momentum")),
-    click.option("--weight-decay", type=click.FloatRange(min=0), help="Weight decay" + _default("weight_decay")),
-    click.option("--scheduler", type=click.Choice(SCHEDULERS), help="Learning-rate schedule" + _default("scheduler")),
-    click.option("--step-size", type=click.IntRange(min=1),
-                 help="Epochs between decays with --scheduler step" + _default("step_size")),
-    click.option("--gamma", type=click.FloatRange(min=0, min_open=True, max=1),
-                 help="Decay factor with --scheduler step" + _default("gamma")),
-    click.option("--rotation", type=click.FloatRange(min=0, max=180),
-                 help="Random rotation, ± degrees" + _default("rotation")),
-    click.option("--translate", type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="Random shift, ± fraction of the image" + _default("translate")),
-    click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="Label smoothing of the training loss" + _default("label_smoothing")),
-    click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="Evaluate a moving average of the weights with this decay per step; 0: off" + _default("ema")),
-    click.option("--precision", type=click.Choice(PRECISIONS),
-                 help="Arithmetic of the forward pass: fp32 (TF32 on CUDA), or autocast to bf16 or fp16"
-                      + _default("precision")),
-    click.option("--tta", type=click.BOOL, metavar="true|false",
-                 help="Evaluate on the test image and four 1-pixel shifts of it, outputs averaged (a fixed rule: "
-                      "the test set decides nothing)" + _default("tta")),
-    click.option("--seed", type=click.IntRange(min=0), help="Random seed" + _default("seed")),
-    click.option("--device", type=click.Choice(CHOICES), help="auto: CUDA, then MPS, then CPU" + _default("device")),
-    click.option("--threads", type=click.IntRange(min=0), help="CPU threads; 0: one per core" + _default("threads")),
-    click.option("--step-mode", type=click.Choice(STEP_MODES),
-                 help="How a training step runs on CUDA: eager (op by op), graph (captured once as a CUDA graph and "
-                      "replayed) or compile (torch.compile, reduce-overhead); where a mode cannot run, the run says "
-                      "so and steps eagerly" + _default("step_mode")),
-]
+def _one_line(exc: click.UsageError) -> OneLineUsageError:
+    short = OneLineUsageError(exc.format_message(), exc.ctx)
+    short.exit_code = exc.exit_code
+    return short
 
 
-def settings_options(command: Callable) -> Callable:
-    for option in reversed(SETTINGS):
-        command = option(command)
-    return command
+class CommandGroup(click.Group):
+    """A command group whose messages name settings as options (``--force``, not ``force=True``) and whose
+    usage errors, and bad settings from a file, are one line with exit code 2."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context):
+        with wording.command_line():
+            try:
+                return super().invoke(ctx)
+            except OneLineUsageError:
+                raise
+            except click.UsageError as exc:
+                raise _one_line(exc) from None
+            except ConfigError as exc:
+                if not distributed.from_environment().main:  # under torchrun, rank 0 alone says it
+                    raise SystemExit(2) from None
+                raise OneLineUsageError(str(exc), ctx) from None
+
+
+class SettingType(click.ParamType):
+    """A setting's value from the command line, checked by its declaration (the same words as a file's check)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.name = spec.name
+
+    def convert(self, value: Any, param, ctx) -> Any:
+        try:
+            return self.spec.check(self.spec.parse(value) if isinstance(value, str) else value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _metavar(spec: Spec) -> str:
+    if spec.allowed is not None:
+        return "[" + "|".join(spec.allowed) + "]"
+    return {bool: "true|false", int: "INTEGER", float: "NUMBER"}.get(spec.type, "DIR" if spec.name.endswith("dir")
+                                                                       else "TEXT")
+
+
+def settings_options(*leave_out: str) -> Callable[[Callable], Callable]:
+    """Every setting as an option (``--batch-size``…), with its declaration's help and default."""
+    def decorate(command: Callable) -> Callable:
+        for spec in reversed(list(SPECS.values())):
+            if spec.name not in leave_out:
+                command = click.option(spec.option, type=SettingType(spec), metavar=_metavar(spec),
+                                       help=f"{spec.help}  [default: {spec.default}]")(command)
+        return command
+    return decorate
+
+
+class Output:
+    """What a command prints: a closed stdout (``trainer run … | head -1``) stops the printing, not the run."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __call__(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            click.echo(line)
+        except BrokenPipeError:
+            self.closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush goes nowhere
+            click.echo("stdout was closed; training goes on without printing to it", err=True)
 
 
 @click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,18 +117,14 @@ def main() -> None:
     """Train a small MNIST CNN and report it in an Excel workbook."""
 
 
-FAILURES = (ConfigError, DataError, DeviceError, RunError, distributed.LaunchError, NaNLoss)
-
-
 @main.command()
 @click.option("--config", "config_file", metavar="NAME|FILE",
               help="Run template (`mnist` or a TOML file) with any of the settings below; options given here "
                    "override it.")
 @click.option("--name", help="Run folder name under --out-dir  [default: a timestamp]")
-@settings_options
+@settings_options()
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RUN_DIR",
               help="Continue a stopped run from its last.pt.")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="Where run folders go" + _default("out_dir"))
 @click.option("--force", is_flag=True, help="Replace the results of an existing run folder.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
@@ -108,21 +141,16 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
       trainer run --nproc 2 --data-dir ../shared/datasets/mnist      # data-parallel, 2 processes
     """
     from trainer import api
-    from trainer.run import RESUMABLE
 
     world = distributed.from_environment()
+    say = Output()
     try:
         if resume is not None:
-            fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE)
-            fixed += (["config"] if config_file else []) + (["name"] if name else []) + (["force"] if force else [])
-            if fixed:
-                allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
-                raise click.ClickException(f"--resume continues a run as it was configured; it accepts only {allowed} "
-                                       f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})")
-            api.resume(resume, nproc=nproc, progress=progress, echo=click.echo,
-                       **{k: options[k] for k in RESUMABLE})
+            _only_resumable(options, config_file, name, force)
+            api.resume(resume, nproc=nproc, progress=progress, echo=say,
+                       **{k: v for k, v in options.items() if v is not None})
         else:
-            api.train(config_file, name=name, force=force, nproc=nproc, progress=progress, echo=click.echo, **options)
+            api.train(config_file, name=name, force=force, nproc=nproc, progress=progress, echo=say, **options)
     except FAILURES as exc:
         if world.main:
             raise click.ClickException(str(exc)) from None
@@ -133,6 +161,15 @@ def run(config_file, name, resume, force, progress, nproc, **options) -> None:
         if world.main and not exc.reported:
             click.echo(f"\n{exc}", err=True)
         raise SystemExit(130) from None
+
+
+def _only_resumable(options: dict[str, Any], config_file, name, force) -> None:
+    fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE)
+    fixed += (["config"] if config_file else []) + (["name"] if name else []) + (["force"] if force else [])
+    if fixed:
+        allowed = ", ".join(SPECS[k].option for k in RESUMABLE)
+        raise click.ClickException(f"--resume continues a run as it was configured; it accepts only {allowed} "
+                                   f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})")
 
 
 class Seeds(click.ParamType):
@@ -149,7 +186,7 @@ class Seeds(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class Setting(click.ParamType):
+class Grid(click.ParamType):
     """KEY=V1,V2,… : one setting of `trainer run` and the values to try, each checked as that option checks it."""
 
     name = "key=values"
@@ -157,24 +194,24 @@ class Setting(click.ParamType):
     def convert(self, value: Any, param, ctx) -> tuple[str, list]:
         if isinstance(value, tuple):
             return value
-        options = {o.name: o for o in run.params
-                   if o.name in RunConfig.__dataclass_fields__ and o.name not in NOT_SWEPT}
+        swept = [name for name in SPECS if name not in NOT_SWEPT]
         key, sep, values = str(value).partition("=")
-        option = options.get(key.strip().replace("-", "_"))
-        if not sep or not values or option is None:
-            self.fail(f"{value!r} must be KEY=V1,V2 with KEY one of {', '.join(options)}", param, ctx)
-        return option.name, [option.type.convert(v.strip(), param, ctx) for v in values.split(",")]
+        spec = SPECS.get(key.strip().replace("-", "_"))
+        if not sep or not values or spec is None or spec.name not in swept:
+            self.fail(f"{value!r} must be KEY=V1,V2 with KEY one of {', '.join(swept)}", param, ctx)
+        return spec.name, [SettingType(spec).convert(v.strip(), param, ctx) for v in values.split(",")]
 
 
 @main.command()
 @click.option("--name", help="Sweep folder under --out-dir  [default: made from the settings, e.g. seeds1-10]")
 @click.option("--seeds", type=Seeds(), default="1-10", show_default=True, help="Seeds to run: 1-10, 1,4,7, …")
-@click.option("--set", "grid", type=Setting(), multiple=True, metavar="KEY=V1,V2",
+@click.option("--set", "grid", type=Grid(), multiple=True, metavar="KEY=V1,V2",
               help="A setting to vary (any option of `trainer run`), e.g. --set model=tiny,slim; repeat for a grid.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs at once; the CPU threads are split between them (or one GPU each where there are several).")
+              help="Runs at once; the CPU threads are split between them unless --threads is given (or one GPU "
+                   "each where there are several).")
 @click.option("--config", "config_file", metavar="NAME|FILE", help="Run template for the settings not given here.")
-@settings_options
+@settings_options("out_dir")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs/sweeps"),
               show_default=True, help="Where sweep folders go.")
 @click.option("--target", type=click.FloatRange(min=0, max=100), default=99.4, show_default=True,
@@ -199,8 +236,8 @@ def sweep(name, seeds, grid, jobs, config_file, out_dir, target, progress, **opt
     settings = {k: v for k, v in options.items() if v is not None}
     try:
         compared = api.sweep(seeds, dict(grid), jobs=jobs, name=name, config=config_file, out_dir=out_dir,
-                             target=round(target / 100, 10), progress=progress, echo=click.echo, **settings)
-    except (ConfigError, SweepError, CompareError, RunError) as exc:
+                             target=round(target / 100, 10), progress=progress, echo=Output(), **settings)
+    except (SweepError, CompareError, RunError) as exc:
         raise click.ClickException(str(exc)) from None
     except Interrupted as exc:
         click.echo(str(exc), err=True)
@@ -233,13 +270,16 @@ def compare(run_dirs, out, target) -> None:
         compared = api.compare(run_dirs, out, round(target / 100, 10))  # 99.4 / 100 is 0.9940000000000001
     except (CompareError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted; no workbook was written", err=True)
+        raise SystemExit(130) from None
     for line in compared.skipped:
         click.echo(f"skipped {line}", err=True)
     click.echo(compared)
 
 
 @main.command()
-@click.option("--model", type=click.Choice(list(MODELS)), default=DEFAULTS.model, show_default=True)
+@click.option("--model", type=click.Choice(list(MODELS)), default=RunConfig().model, show_default=True)
 def summary(model: str) -> None:
     """Print the model's layers: output shape, parameters, receptive field and jump."""
     from trainer.models import create

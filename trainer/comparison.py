@@ -18,7 +18,7 @@ from xlsxwriter.utility import quote_sheetname, xl_range_abs, xl_rowcol_to_cell
 from sheetprop.book import Book
 from sheetprop.wording import plural
 from trainer.report import DEFAULT_TARGET, TARGET_NAME, accuracy_floor
-from trainer.run import Run, RunError, read_run
+from trainer.runfolder import Run, RunError, read_run
 
 RUNS, SUMMARY, CURVES = "Runs", "Summary", "Curves"
 

@@ -73,14 +73,25 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
 
 
 def find_files(data_dir: Path) -> dict[tuple[str, str], Path]:
-    """The four files in ``data_dir`` (or torchvision's ``MNIST/raw`` below it), raw or .gz."""
+    """The four files in ``data_dir`` (or torchvision's ``MNIST/raw`` below it), raw or .gz. Where one is there
+    both raw and gzipped (or in both folders), the copies must hold the same data."""
     found = {}
     for key, stem in FILES.items():
-        for folder in (data_dir, data_dir / "MNIST" / "raw"):
-            for name in (stem, stem + ".gz"):
-                if (folder / name).is_file():
-                    found.setdefault(key, folder / name)
+        copies = [folder / name for folder in (data_dir, data_dir / "MNIST" / "raw") for name in (stem, stem + ".gz")
+                  if (folder / name).is_file()]
+        if copies:
+            found[key] = copies[0]
+        if len(copies) > 1:
+            _same(copies, key[1])
     return found
+
+
+def _same(copies: list[Path], kind: str) -> None:
+    """Refuse copies of one file that differ (a raw one beside an older .gz, say): which one is MNIST?"""
+    first = read_idx(copies[0], kind)
+    for other in copies[1:]:
+        if not np.array_equal(first, read_idx(other, kind)):
+            raise DataError(f"{copies[0]} and {other} hold different data; remove the one that is wrong")
 
 
 def _download(data_dir: Path) -> None:
@@ -96,12 +107,12 @@ def locate(data_dir: str | Path, download: bool = True) -> dict[tuple[str, str],
     data_dir = Path(data_dir)
     found = find_files(data_dir)
     if not found and download:
-        made = [p for p in (data_dir, data_dir / "MNIST") if not p.exists()]
+        made = runfolder.first_missing(data_dir) or (None if (data_dir / "MNIST").exists() else data_dir / "MNIST")
         try:
             _download(data_dir)
         except Exception as exc:  # offline, refused, or a failed checksum
-            for folder in reversed(made):  # leave nothing behind: the folders torchvision made, now empty
-                shutil.rmtree(folder, ignore_errors=True)
+            if made is not None:  # leave nothing behind: the folders torchvision made
+                shutil.rmtree(made, ignore_errors=True)
             names = ", ".join(f"{s}.gz" for s in FILES.values())
             raise DataError(f"MNIST not found in {data_dir} and the download failed ({type(exc).__name__}); "
                             f"put {names} (or the same without .gz) in {data_dir}") from None
@@ -122,6 +133,8 @@ def load(data_dir: str | Path, device: torch.device, download: bool = True) -> M
             raise DataError(f"{files[(split, 'labels')]}: {len(labels)} labels for {len(images)} images")
         if labels.size and labels.max() > 9:
             raise DataError(f"{files[(split, 'labels')]}: labels must be digits 0-9")
+        if not len(images):
+            raise DataError(f"{files[(split, 'images')]}: no {split} images")
     raw = {name: torch.from_numpy(arrays[(name, "images")].copy()) for name in ("train", "test")}
     train_f = raw["train"].float()
     mean = float(train_f.mean() / 255)

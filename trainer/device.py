@@ -111,6 +111,25 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def choose(name: str = "auto") -> str:
+    """The kind of device ``name`` means here: ``auto`` is CUDA where there is a GPU, else MPS, else the CPU."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+
+
+def thread_policy_note(device: Device) -> str | None:
+    """A line for a run on several CPU threads in a process that imported torch before trainer: OpenMP read its
+    settings then, so its idle threads spin, and training slows down badly beside any other busy process."""
+    import trainer
+
+    if device.type != "cpu" or not trainer.SPINNING or torch.get_num_threads() < 2:
+        return None
+    return ("torch was imported before trainer, so OpenMP's idle threads spin (OMP_WAIT_POLICY=PASSIVE came too "
+            "late): beside another busy process this run trains several times slower; import trainer first, set "
+            f"OMP_WAIT_POLICY=PASSIVE before Python starts, or use {wording.setting('threads', 1)}")
+
+
 def resolve(name: str = "auto", local_rank: int = 0, precision: str = "fp32") -> Device:
     """``auto`` picks CUDA, then MPS, then the CPU; asking for an absent device, or a precision it cannot
     compute in, is an error. With several processes on a machine, process ``local_rank`` takes GPU
@@ -119,8 +138,7 @@ def resolve(name: str = "auto", local_rank: int = 0, precision: str = "fp32") ->
         raise DeviceError(f"unknown device {name!r} (choose from {', '.join(CHOICES)})")
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    name = choose(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"{wording.setting('device', 'cuda')} was asked for, but no CUDA device is available "
                           f"(use {wording.setting('device', 'auto')} or {wording.setting('device', 'cpu')})")

@@ -7,17 +7,17 @@ here is a no-op, so the training code reads the same either way. Only rank 0 pri
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from trainer import signals
 from trainer.device import cores
 
 T = TypeVar("T")
@@ -139,17 +139,14 @@ class LaunchError(RuntimeError):
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``python -m trainer ARGV`` in ``nproc`` processes on this machine with torchrun's launcher
+    """Run ``python -m trainer.worker ARGV`` in ``nproc`` processes on this machine with torchrun's launcher
     (``torch.distributed.run --standalone``); returns the exit code to leave with.
 
     A failure the processes reported themselves (exit code 1: rank 0 printed it) or an interruption
     (130: rank 0 said where the last epoch is) passes through as it is; anything else is one line."""
     import logging
-    import signal
 
     saved_env = {k: os.environ.get(k) for k in ("LOGLEVEL", "OMP_NUM_THREADS")}
-    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None),
-                                                      getattr(signal, "SIGQUIT", None)) if s is not None}
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # read when torchrun's modules first load: we report failures
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -158,7 +155,9 @@ def launch(nproc: int, argv: list[str]) -> int:
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # torchrun's notices and failure reports
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))  # the cores split between processes
     try:
-        torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainer", *argv]))
+        with signals.handlers_kept():  # torchrun installs its own handlers and leaves them
+            torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainer.worker",
+                                              *argv]))
     except ChildFailedError as exc:
         first = min(exc.failures.items(), key=lambda item: item[1].timestamp)
         code = first[1].exitcode
@@ -168,9 +167,7 @@ def launch(nproc: int, argv: list[str]) -> int:
                           + (f" (signal {-code})" if code < 0 else "")) from None
     except SignalException:
         return 130
-    finally:  # torchrun installs its own signal handlers and leaves them: a notebook keeps its own
-        for sig, handler in saved_signals.items():
-            signal.signal(sig, handler)
+    finally:
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -184,47 +181,6 @@ def peer_lost(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, getattr(dist, "DistError", ())) or any(
         word in text for word in ("Connection closed", "Connection reset", "gloo", "NCCL", "Broken pipe"))
-
-
-def interrupt(signum: int, frame: Any) -> None:
-    """A signal handler that stops the process the way Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
-def die_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when the process that started it dies, however it dies
-    (Linux; elsewhere nothing): a killed sweep or launcher leaves no run training on its own."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-
-@contextlib.contextmanager
-def interruptible(world: World) -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP (a kill, a closed terminal, torchrun's launcher stopping its
-    processes) stop training the way Ctrl-C does, so the folder is left as after Ctrl-C; handlers are
-    restored after. Under torchrun each process also dies with its launcher."""
-    import signal
-    import threading
-
-    if world.size > 1:
-        die_with_parent()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def quiet(*args: Any, **kwargs: Any) -> None:

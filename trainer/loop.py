@@ -1,26 +1,21 @@
-"""One epoch of training, one pass of evaluation, and the optimizer and schedule they use."""
+"""One epoch of training (a :mod:`trainer.step` per batch) and one pass of evaluation."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from sheetprop import wording
 from trainer import data, distributed
 from trainer.config import RunConfig
 from trainer.device import Device
 from trainer.distributed import World
-
-if TYPE_CHECKING:
-    from trainer.step import Step
+from trainer.progress import progress_bar
+from trainer.step import Step
 
 SYNC_EVERY = 20  # batches between reading the loss back (a device sync) for the bar and the NaN check
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # the views test-time augmentation averages: (rows, columns)
@@ -48,51 +43,6 @@ class Evaluation:
         return self.correct / max(self.total, 1)
 
 
-def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                                 weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """The learning-rate schedule; it is stepped after every batch."""
-    if cfg.scheduler == "onecycle":
-        total = cfg.epochs * steps_per_epoch
-        if total < 4:
-            raise ValueError(f"a one-cycle schedule needs at least 4 batches in all, this run has {total}; "
-                             f"use more data or epochs, or {wording.setting('scheduler', 'step')}")
-        # 20% warm-up, but at least two steps of it on very short runs. The momentum (Adam's β₁) cycles
-        # against the learning rate within ±0.05 of the one asked for (0.85-0.95 for 0.9, OneCycleLR's own
-        # default), and stays 0 when 0 is asked for: the setting acts and is recorded truly.
-        m = cfg.momentum
-        swing = {"base_momentum": round(max(0.0, m - 0.05), 12), "max_momentum": round(min(m + 0.05, 0.999), 12)}
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
-                                                   pct_start=min(0.5, max(0.2, 2 / total)),
-                                                   div_factor=10, final_div_factor=100, cycle_momentum=m > 0,
-                                                   **(swing if m > 0 else {}))
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
-    if cfg.scheduler == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
-
-
-def batch_loss(logits: torch.Tensor, y: torch.Tensor, whole: int, cfg: RunConfig,
-               world: World = World()) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the loss to differentiate, the sum of the per-image losses) for this process's part of a batch of
-    ``whole`` images: its share of the batch's mean loss, times the number of processes, so that the
-    gradients DistributedDataParallel averages over the processes are the whole batch's."""
-    if world.size == 1:
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        return loss, loss.detach() * len(y)
-    summed = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing, reduction="sum")
-    return summed * world.size / whole, summed.detach()
-
-
 def train_epoch(step: Step, split: data.Split, cfg: RunConfig, generator: torch.Generator, epoch: int,
                 progress: bool = True, world: World = World()) -> tuple[float, float]:
     """One pass over the shuffled, augmented training split, a :mod:`trainer.step` per batch; returns mean loss
@@ -106,7 +56,7 @@ def train_epoch(step: Step, split: data.Split, cfg: RunConfig, generator: torch.
     losses = torch.zeros(n_batches, device=on)
     correct = torch.zeros((), dtype=torch.long, device=on)
     seen, checked, b = 0, 0, -1
-    bar = tqdm(total=n, desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=n, desc=f"Epoch {epoch}", unit="img", leave=False, disable=not progress)
     augment = data.augmentation(cfg.rotation, cfg.translate)
     with bar:
         for b, (x, y) in enumerate(data.batches(split, cfg.batch_size, generator, augment, rank=world.rank,
@@ -121,9 +71,9 @@ def train_epoch(step: Step, split: data.Split, cfg: RunConfig, generator: torch.
                 if len(bad):
                     raise NaNLoss(epoch, checked + int(bad[0]) + 1)
                 checked = b + 1
-                bar.update(min(n, seen * world.size) - bar.n)
                 bar.set_postfix(loss=f"{float(losses[: b + 1].sum()) / seen:.4f}",
-                                acc=f"{100 * int(correct) / seen:.2f}%")
+                                acc=f"{100 * int(correct) / seen:.2f}%", refresh=False)
+                bar.update(min(n, seen * world.size) - bar.n)  # redraws no more often than the bar's interval
     sums = distributed.total(torch.stack([losses.sum().double(), correct.double(),
                                           torch.tensor(float(seen), device=on, dtype=torch.double)]))
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sheetprop import wording
@@ -20,7 +21,6 @@ from trainer.config import RunConfig
 from trainer.device import Device
 from trainer.distributed import World
 from trainer.ema import EMA
-from trainer.loop import batch_loss
 
 T = TypeVar("T")
 Outputs = tuple[torch.Tensor, torch.Tensor]  # a batch's summed loss and its number of right predictions, on the device
@@ -38,6 +38,18 @@ class Parts:
     ema: EMA | None = None
     scaler: torch.amp.GradScaler | None = None
     world: World = World()
+
+
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, whole: int, cfg: RunConfig,
+               world: World = World()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to differentiate, the sum of the per-image losses) for this process's part of a batch of
+    ``whole`` images: its share of the batch's mean loss, times the number of processes, so that the
+    gradients DistributedDataParallel averages over the processes are the whole batch's."""
+    if world.size == 1:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        return loss, loss.detach() * len(y)
+    summed = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing, reduction="sum")
+    return summed * world.size / whole, summed.detach()
 
 
 class Step(Protocol):

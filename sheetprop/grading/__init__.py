@@ -89,7 +89,10 @@ def grade_file(path: Path) -> FileGrade:
         return result
     inside = {at for t in tables for cells in t.cells.values() for at in cells}
     found = book.named() + [f for sheet in sheets for f in fixed(sheet, inside)]
-    result.tables = [grade_table(t, found) for t in tables]
+    try:
+        result.tables = [grade_table(t, found) for t in tables]
+    except Exception as exc:  # noqa: BLE001 - one file the grader cannot read must not stop a class's grading
+        result.error = f"the grader failed on it ({type(exc).__name__}: {exc}); please report it with the file"
     return result
 
 
