@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from sheetprop.network import Network
-    from sheetprop.quantities import Param
+from sheetprop.views import NetworkView, ParamView
 
 NAMINGS = ("layered", "classic")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -41,7 +37,7 @@ def sample_mark(s: int) -> str:
 class Names:
     """The names of one network's units, parameters and per-layer helpers."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: NetworkView) -> None:
         self.net = net
         self.classic = net.naming == "classic"
         # Indices run together (w[1]_12) unless a layer has 10 units or more (w[1]_1,12).
@@ -73,11 +69,11 @@ class Names:
     def delta(self, l: int, j: int) -> str:
         return f"δ_{self.unit(l, j)}" if self.classic else f"δ[{l}]_{self.index(j)}"
 
-    def param(self, p: Param) -> str:
+    def param(self, p: ParamView) -> str:
         return self._params[p]
 
     @cached_property
-    def _params(self) -> dict[Param, str]:
+    def _params(self) -> dict[ParamView, str]:
         params = self.net.params
         if self.classic:
             weights = [p for p in params if p.k is not None]

@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from sheetprop.formulas import EXCEL, TEXT, Style, fill
 from sheetprop.naming import sample_mark
 from sheetprop.update import HYPERPARAMETERS, OPTIMIZERS
-
-if TYPE_CHECKING:
-    from sheetprop.chainrule import Expansion
-    from sheetprop.network import Network
-    from sheetprop.reference import Trace
+from sheetprop.views import ChainView, NetworkView, TraceView
 
 Ref = Callable[["Quantity"], str]
 
@@ -51,20 +47,20 @@ class Quantity:
     #: exercise leaves parts of it for the student to write)
     part: ClassVar[str] = "input"
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         raise NotImplementedError
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         raise NotImplementedError
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         raise TypeError(f"{self!r} is an input, not a computed quantity")
 
-    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+    def row_formula(self, net: NetworkView, row: Row, style: Style = EXCEL) -> str:
         """Its formula in a row of a training sheet; most quantities read only their own row."""
         return self.formula(net, row.here, style)
 
-    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+    def equation(self, net: NetworkView, chain: ChainView) -> tuple[str, str | None, str]:
         """(name, chain rule or None, right-hand side) of this quantity's line on the Equations sheet."""
         return self.label(net), None, self.formula(net, net.label, TEXT)
 
@@ -76,13 +72,13 @@ class Input(Quantity):
     s: int = 0
     editable: ClassVar[bool] = True
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(net.input_names[self.k], self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.constant(trace.network.inputs[self.s, self.k])
 
-    def defined_name(self, net: Network) -> str:
+    def defined_name(self, net: NetworkView) -> str:
         return f"input_{net.input_names[self.k]}" + ("" if net.samples == 1 else f"_s{self.s + 1}")
 
 
@@ -92,22 +88,22 @@ class Target(Quantity):
     s: int = 0
     editable: ClassVar[bool] = True
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(net.target_names[self.j], self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.constant(trace.network.targets[self.s, self.j])
 
-    def defined_name(self, net: Network) -> str:
+    def defined_name(self, net: NetworkView) -> str:
         return f"target_{net.target_names[self.j]}" + ("" if net.samples == 1 else f"_s{self.s + 1}")
 
 
 @dataclass(frozen=True)
 class LearningRate(Quantity):
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return "η"
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return np.broadcast_to(trace.learning_rates[:, None], trace.total.shape)
 
 
@@ -121,17 +117,17 @@ class Param(Quantity):
     j: int
     k: int | None
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.param(self)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.params[..., trace.network.param_index[self]]
 
-    def defined_name(self, net: Network) -> str:
+    def defined_name(self, net: NetworkView) -> str:
         """The initial value's name on the Network sheet: w1_init, w2_11_init, b3_2_init."""
         return re.sub(r"[^A-Za-z0-9_]", "", self.label(net).replace(",", "_")) + "_init"
 
-    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+    def row_formula(self, net: NetworkView, row: Row, style: Style = EXCEL) -> str:
         """Its initial value in the first row; after it, the optimizer's update from the row before (its
         parameter, gradient and state)."""
         if row.previous is None:
@@ -149,13 +145,13 @@ class Hyperparameter(Quantity):
     name: str
     editable: ClassVar[bool] = True
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return HYPERPARAMETERS[self.name].symbol
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.constant(trace.network.hyperparameters[self.name])
 
-    def defined_name(self, net: Network) -> str:
+    def defined_name(self, net: NetworkView) -> str:
         return self.name
 
 
@@ -170,13 +166,13 @@ class State(Quantity):
     kind: str
     optimizer: str
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return f"{self.kind}({self.param.label(net)})"
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.states[self.kind][..., trace.network.param_index[self.param]]
 
-    def row_formula(self, net: Network, row: Row, style: Style = EXCEL) -> str:
+    def row_formula(self, net: NetworkView, row: Row, style: Style = EXCEL) -> str:
         """Its formula at the row's step t from this row's gradient and the row before's state (none in the
         first row: the first step)."""
         p, optimizer, previous, here = self.param, self.optimizer, row.previous, row.here
@@ -197,13 +193,13 @@ class Z(Quantity):
     j: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(net.names.unit(self.l, self.j), self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.z[self.l - 1][..., self.s, self.j]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         terms = [style.product(ref(p), ref(net.source(p, self.s)) if p.k is not None else "1")
                  for p in net.incoming(self.l, self.j)]
         return style.sum(terms)
@@ -218,13 +214,13 @@ class LayerMax(Quantity):
     l: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(f"m{net.names.layer(self.l)}", self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.z[self.l - 1][..., self.s, :].max(axis=-1)
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         n = net.size(self.l)
         zs = style.span(ref(Z(self.l, 0, self.s)), ref(Z(self.l, n - 1, self.s)), n)
         return style.pick(f"MAX({zs})", f"max({zs})")
@@ -239,14 +235,14 @@ class LayerSumExp(Quantity):
     l: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(f"Σ{net.names.layer(self.l)}", self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         z = trace.z[self.l - 1][..., self.s, :]
         return np.exp(z - z.max(axis=-1, keepdims=True)).sum(axis=-1)
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         n, m = net.size(self.l), ref(LayerMax(self.l, self.s))
         if not style.text:  # a sum of terms, not an array over a range: every engine reads it the same way
             return style.sum([f"EXP({ref(Z(self.l, k, self.s))}-{m})" for k in range(n)])
@@ -264,20 +260,20 @@ class A(Quantity):
     j: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(net.names.activation(self.l, self.j), self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.a[self.l - 1][..., self.s, self.j]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         act = net.activation_of(self.l)
         parts = {"z": ref(Z(self.l, self.j, self.s))}
         if act.vector:
             parts.update(max=ref(LayerMax(self.l, self.s)), sum_exp=ref(LayerSumExp(self.l, self.s)))
         return fill(style.pick(act.excel, act.text), **parts)
 
-    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+    def equation(self, net: NetworkView, chain: ChainView) -> tuple[str, str | None, str]:
         name, _, text = super().equation(net, chain)
         applied = f"{net.activation_of(self.l).symbol}({Z(self.l, self.j, self.s).label(net)})"
         return name, None, applied if text == applied else f"{applied} = {text}"
@@ -293,13 +289,13 @@ class LossTerm(Quantity):
     j: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(f"E{self.j + 1}", self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.loss_terms[..., self.s, self.j]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         out, loss = net.depth, net.loss_fn
         parts = {"a": ref(A(out, self.j, self.s)), "t": ref(Target(self.j, self.s)),
                  "z": ref(Z(out, self.j, self.s)), "n": str(net.size(out))}
@@ -316,13 +312,13 @@ class SampleLoss(Quantity):
 
     s: int
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return "E" + sample_mark(self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.sample_losses[..., self.s]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         return style.sum([ref(LossTerm(j, self.s)) for j in range(net.size(net.depth))])
 
 
@@ -332,13 +328,13 @@ class Total(Quantity):
 
     part: ClassVar[str] = "loss"
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return "E_total"
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.total
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         if net.samples == 1:
             return SampleLoss(0).formula(net, ref, style)
         return style.reduce([ref(SampleLoss(s)) for s in range(net.samples)], net.reduction)
@@ -355,13 +351,13 @@ class Delta(Quantity):
     j: int
     s: int = 0
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return net.names.sample(net.names.delta(self.l, self.j), self.s)
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.deltas[self.l - 1][..., self.s, self.j]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         l, j, s = self.l, self.j, self.s
         act = net.activation_of(l)
         local = fill(style.pick(act.excel_derivative, act.text_derivative), z=ref(Z(l, j, s)), a=ref(A(l, j, s)))
@@ -374,7 +370,7 @@ class Delta(Quantity):
         back = [style.product(ref(Delta(l + 1, m, s)), ref(Param(l + 1, m, j))) for m in range(net.size(l + 1))]
         return style.product(style.grouped_sum(back), local)
 
-    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+    def equation(self, net: NetworkView, chain: ChainView) -> tuple[str, str | None, str]:
         loss = SampleLoss(self.s).label(net) if net.samples > 1 else "E_total"
         chain_rule = f"= ∂{loss}/∂{Z(self.l, self.j, self.s).label(net)}"
         return self.label(net), chain_rule, self.formula(net, net.label, TEXT)
@@ -389,18 +385,18 @@ class SampleGrad(Quantity):
     param: Param
     s: int
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return f"∂E{sample_mark(self.s)}/∂{self.param.label(net)}"
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.sample_grads[..., self.s, trace.network.param_index[self.param]]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         p = self.param
         src = net.source(p, self.s)
         return style.product(ref(Delta(p.l, p.j, self.s)), "1" if src is None else ref(src))
 
-    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+    def equation(self, net: NetworkView, chain: ChainView) -> tuple[str, str | None, str]:
         return self.label(net), "= " + chain.steps(self), chain.written_out(self)
 
 
@@ -412,17 +408,17 @@ class Grad(Quantity):
 
     param: Param
 
-    def label(self, net: Network) -> str:
+    def label(self, net: NetworkView) -> str:
         return f"∂E/∂{self.param.label(net)}"
 
-    def values(self, trace: Trace) -> np.ndarray:
+    def values(self, trace: TraceView) -> np.ndarray:
         return trace.grads[..., trace.network.param_index[self.param]]
 
-    def formula(self, net: Network, ref: Ref, style: Style = EXCEL) -> str:
+    def formula(self, net: NetworkView, ref: Ref, style: Style = EXCEL) -> str:
         terms = [SampleGrad(self.param, s).formula(net, ref, style) for s in range(net.samples)]
         return style.reduce(terms, net.reduction)
 
-    def equation(self, net: Network, chain: Expansion) -> tuple[str, str | None, str]:
+    def equation(self, net: NetworkView, chain: ChainView) -> tuple[str, str | None, str]:
         name = f"∂E_total/∂{self.param.label(net)}"
         if net.samples > 1:  # the mean (sum) of the samples' gradients, each written out above
             return name, None, self.formula(net, net.label, TEXT)

@@ -25,7 +25,7 @@ from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
 
 from sheetprop import formulas
 from sheetprop.formulas import Style
-from sheetprop.grading import relations
+import sheetprop.grading.relations as relations
 from sheetprop.grading.relations import LossSlope, Slope, Updated, derivations
 from sheetprop.grading.tables import Fixed, Table, address
 from sheetprop.grading.setup import Setup, Unrecognised, setup, truth_of

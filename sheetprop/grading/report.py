@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from sheetprop.book import Book
-from sheetprop.grading import FileGrade, Grades
+from sheetprop.grading.files import FileGrade, Grades
 from sheetprop.grading.judge import Finding, TableGrade
 from sheetprop.wording import plural
 

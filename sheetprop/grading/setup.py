@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sheetprop import template
-from sheetprop.grading import relations
+import sheetprop.grading.relations as relations
 from sheetprop.grading.relations import Updated, compute, derivations
 from sheetprop.grading.tables import Fixed, Table, address, labelled_rate
 from sheetprop.network import Network
