@@ -26,7 +26,8 @@ def result(f: FileGrade, t: TableGrade | None) -> str:
     if t.unrecognised:
         return f"not graded: {t.unrecognised}"
     if t.ok:
-        return f"correct ({plural(len(t.findings), 'quantity', 'quantities')})"
+        half = "with" if t.loss == "l2" else "without"
+        return f"correct ({plural(len(t.findings), 'quantity', 'quantities')}; E {half} the ½; η = {t.lr:g})"
     first = t.first
     if first is None:
         todo = [f for f in t.findings if f.status == "not done"]
