@@ -261,3 +261,13 @@ def test_a_single_step_with_its_updated_weights_in_the_same_row_is_graded(tmp_pa
     else:
         first = graded.tables[0].first
         assert (first.quantity, first.iteration, first.why) == ("∂E/∂w3", 0, "∂E/∂w3 uses a_h1 where a_h2 belongs")
+
+
+def test_a_large_folder_shows_its_progress_and_a_small_one_does_not(tmp_path, capsys):
+    for i in range(11):
+        sheetprop.build("classic", learning_rates=[0.5], iterations=2, out=tmp_path / f"s{i:02d}.xlsx")
+    capsys.readouterr()
+    assert sheetprop.grade(tmp_path).exit_code == 0
+    assert "11/11" in capsys.readouterr().err  # more than ten files: a bar counts them
+    sheetprop.grade(tmp_path / "s00.xlsx")
+    assert capsys.readouterr().err == ""

@@ -183,6 +183,13 @@ class RunFolder:
     def commit(self, writers: dict[str, Callable[[Path], Any]]) -> list[str]:
         return commit(self.path, writers)
 
+    def commit_epoch(self, state: Checkpoint, workbook: Callable[[Path], Any], history: Callable[[Path], Any],
+                     best: bool) -> list[str]:
+        """An epoch's files, all together (see :func:`commit`): last.pt, the workbook and history.csv written by
+        the functions given, and best.pt when the epoch is the ``best`` so far."""
+        files = {LAST: state.save, WORKBOOK: workbook, HISTORY: history, **({BEST: state.save} if best else {})}
+        return commit(self.path, files)
+
     def clear(self, force: bool) -> None:
         """Empty a locked folder for a new run: one holding a finished epoch only with ``force`` (a folder whose
         first epoch never finished is started again)."""

@@ -29,7 +29,7 @@ from trainer.distributed import World
 from trainer.ema import EMA
 from trainer.loop import Evaluation, Timer, evaluate, train_epoch
 from trainer.optim import make_optimizer, make_scheduler
-from trainer.runfolder import BEST, HISTORY, LAST, WORKBOOK, Run, RunError, RunFolder
+from trainer.runfolder import Run, RunError, RunFolder
 from trainer.summary import summarize
 
 Echo = Callable[[str], None]
@@ -174,12 +174,10 @@ class Session:
             self.contents.evaluation = ev
             self.contents.facts.update({"epochs done": epoch, "wall time (s)": round(seconds, 1),
                                         "training step": self.step.mode, "best test acc": state.best})
-            files = {LAST: state.save, WORKBOOK: lambda path: report.write(path, self.contents),
-                     HISTORY: lambda path: report.write_csv(path, self.history)}
-            if ev.accuracy > self.best:
-                files[BEST] = state.save
             try:
-                kept = self.folder.commit(files)
+                kept = self.folder.commit_epoch(state, lambda path: report.write(path, self.contents),
+                                                lambda path: report.write_csv(path, self.history),
+                                                best=ev.accuracy > self.best)
             except (OSError, XlsxWriterException) as exc:
                 raise RunError(self.unwritten(epoch, exc)) from None
             for name in kept:
