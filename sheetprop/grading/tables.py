@@ -307,7 +307,7 @@ def fixed(sheet: Sheet, inside: set[tuple[int, int]]) -> list[Fixed]:
         key = label_key(cell.value)
         if key is None:
             continue
-        written = re.search(r"=\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$", cell.value)
+        written = re.search(r"[=:\s]\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$", cell.value)
         if written:
             out.append(Fixed(key, float(written.group(1)), (r, c), sheet.name))
             continue
