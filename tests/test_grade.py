@@ -271,3 +271,11 @@ def test_a_large_folder_shows_its_progress_and_a_small_one_does_not(tmp_path, ca
     assert "11/11" in capsys.readouterr().err  # more than ten files: a bar counts them
     sheetprop.grade(tmp_path / "s00.xlsx")
     assert capsys.readouterr().err == ""
+
+
+def test_labelled_values_are_read_beside_below_or_inside_their_labels():
+    from sheetprop.grading.tables import Cell, Sheet, fixed
+
+    sheet = Sheet("x", {(0, 0): Cell("Learning rate 0.5"), (1, 0): Cell("i1"), (1, 1): Cell(0.05),
+                        (2, 0): Cell("target t2"), (3, 0): Cell(0.99), (4, 0): Cell("η = 2"), (5, 0): Cell("Step 1")})
+    assert [(f.key, f.value) for f in fixed(sheet, set())] == [("η", 0.5), ("i1", 0.05), ("t2", 0.99), ("η", 2.0)]
