@@ -30,8 +30,9 @@ def data(tmp_path_factory):
 
 
 def train(data, out, name, **settings):
+    """A run of the smallest model (these tests are about run folders, not models)."""
     return trainer.train(data_dir=data, batch_size=64, out_dir=str(out), name=name, progress=False, echo=None,
-                         **{"epochs": 2, **settings})
+                         **{"epochs": 2, "model": "tiny", **settings})
 
 
 def cli(*args):
