@@ -15,6 +15,7 @@ from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
 from sheetprop.template import TemplateError
 from sheetprop.update import OPTIMIZERS
+from sheetprop.wording import OneLineUsageError, one_line
 
 
 class Refused(click.ClickException):
@@ -37,20 +38,6 @@ class LearningRate(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class OneLineUsageError(click.UsageError):
-    """A usage error shown as one line that says where help is, not the whole usage text."""
-
-    def show(self, file=None) -> None:
-        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(f"Error: {self.format_message()}{where}", file=file or sys.stderr)
-
-
-def _one_line(exc: click.UsageError) -> OneLineUsageError:
-    short = OneLineUsageError(exc.format_message(), exc.ctx)
-    short.exit_code = exc.exit_code
-    return short
-
-
 class CommandGroup(click.Group):
     """A command group whose messages name settings as options (``--force``, not ``force=True``) and
     whose usage errors are one line."""
@@ -59,7 +46,7 @@ class CommandGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         with wording.command_line():
@@ -68,7 +55,7 @@ class CommandGroup(click.Group):
             except OneLineUsageError:
                 raise
             except click.UsageError as exc:
-                raise _one_line(exc) from None
+                raise one_line(exc) from None
 
 
 class ManyValues(click.Option):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import shlex
+import sys
 from typing import Any, Iterator
+
+import click
 
 _COMMAND_LINE = contextvars.ContextVar("command_line", default=False)
 
@@ -42,3 +45,18 @@ def setting(name: str, value: Any = True) -> str:
         option = "--" + name.replace("_", "-")
         return option if value is True else f"{option} {quoted(value)}"
     return f"{name}={value}" if isinstance(value, (int, float)) else f"{name}={str(value)!r}"
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line that says where help is, not the whole usage text (both commands)."""
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{where}", file=file or sys.stderr)
+
+
+def one_line(exc: click.UsageError) -> OneLineUsageError:
+    """``exc`` as a :class:`OneLineUsageError` with its exit code."""
+    short = OneLineUsageError(exc.format_message(), exc.ctx)
+    short.exit_code = exc.exit_code
+    return short

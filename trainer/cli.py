@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from sheetprop import wording
-from sheetprop.wording import plural
+from sheetprop.wording import OneLineUsageError, one_line, plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
 from trainer.config import NOT_SWEPT, RESUMABLE, SPECS, ConfigError, RunConfig, Spec
@@ -24,20 +24,6 @@ from trainer.runfolder import Interrupted, RunError
 FAILURES = (DataError, DeviceError, RunError, distributed.LaunchError, NaNLoss)  # exit code 1
 
 
-class OneLineUsageError(click.UsageError):
-    """A usage error shown as one line that says where help is, not the whole usage text."""
-
-    def show(self, file=None) -> None:
-        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(f"Error: {self.format_message()}{where}", file=file or sys.stderr)
-
-
-def _one_line(exc: click.UsageError) -> OneLineUsageError:
-    short = OneLineUsageError(exc.format_message(), exc.ctx)
-    short.exit_code = exc.exit_code
-    return short
-
-
 class CommandGroup(click.Group):
     """A command group whose messages name settings as options (``--force``, not ``force=True``) and whose
     usage errors, and bad settings from a file, are one line with exit code 2."""
@@ -46,7 +32,7 @@ class CommandGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         with wording.command_line():
@@ -55,7 +41,7 @@ class CommandGroup(click.Group):
             except OneLineUsageError:
                 raise
             except click.UsageError as exc:
-                raise _one_line(exc) from None
+                raise one_line(exc) from None
             except ConfigError as exc:
                 if not distributed.from_environment().main:  # under torchrun, rank 0 alone says it
                     raise SystemExit(2) from None

@@ -22,36 +22,37 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
+def _handled(handler: Any, signals: tuple[int, ...]) -> Iterator[None]:
+    """Within the block, ``signals`` go to ``handler``; the handlers before are restored after (only the main
+    thread may set them: elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+@contextlib.contextmanager
 def interruptible(with_parent: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does; the handlers before are
     restored after (a notebook keeps its own). ``with_parent``: this process also stops when the process
     that started it dies."""
     if with_parent:
         die_with_parent()
-    if threading.current_thread() is not threading.main_thread():
+    with _handled(_interrupt, STOPPING):
         yield
-        return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOPPING}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def ignored() -> Iterator[None]:
     """Within the block, Ctrl-C, SIGTERM and SIGHUP are ignored: for the cleanup after an interruption or a
     failure, which a second signal (torchrun's launcher stops every process once one has stopped) would cut."""
-    if threading.current_thread() is not threading.main_thread():
+    with _handled(signal.SIG_IGN, (signal.SIGINT, *STOPPING)):
         yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *STOPPING)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
