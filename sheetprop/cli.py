@@ -15,7 +15,7 @@ from sheetprop.limits import LimitError
 from sheetprop.recalc import RecalcError
 from sheetprop.template import TemplateError
 from sheetprop.update import OPTIMIZERS
-from sheetprop.wording import OneLineUsageError, one_line
+from sheetprop.wording import CommandGroup
 
 
 class Refused(click.ClickException):
@@ -36,26 +36,6 @@ class LearningRate(click.ParamType):
             return check_learning_rate(value)
         except BuildError as exc:
             self.fail(str(exc), param, ctx)
-
-
-class CommandGroup(click.Group):
-    """A command group whose messages name settings as options (``--force``, not ``force=True``) and
-    whose usage errors are one line."""
-
-    def make_context(self, *args, **kwargs) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.UsageError as exc:
-            raise one_line(exc) from None
-
-    def invoke(self, ctx: click.Context):
-        with wording.command_line():
-            try:
-                return super().invoke(ctx)
-            except OneLineUsageError:
-                raise
-            except click.UsageError as exc:
-                raise one_line(exc) from None
 
 
 class ManyValues(click.Option):

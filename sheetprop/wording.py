@@ -60,3 +60,23 @@ def one_line(exc: click.UsageError) -> OneLineUsageError:
     short = OneLineUsageError(exc.format_message(), exc.ctx)
     short.exit_code = exc.exit_code
     return short
+
+
+class CommandGroup(click.Group):
+    """A command group whose messages name settings as options (``--force``, not ``force=True``) and whose
+    usage errors are one line (both commands)."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+    def invoke(self, ctx: click.Context):
+        with command_line():
+            try:
+                return super().invoke(ctx)
+            except OneLineUsageError:
+                raise
+            except click.UsageError as exc:
+                raise one_line(exc) from None

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from sheetprop import wording
-from sheetprop.wording import OneLineUsageError, one_line, plural
+from sheetprop.wording import OneLineUsageError, plural
 from trainer import __version__, distributed
 from trainer.comparison import CompareError
 from trainer.config import NOT_SWEPT, RESUMABLE, SPECS, ConfigError, RunConfig, Spec
@@ -24,28 +24,17 @@ from trainer.runfolder import Interrupted, RunError
 FAILURES = (DataError, DeviceError, RunError, distributed.LaunchError, NaNLoss)  # exit code 1
 
 
-class CommandGroup(click.Group):
-    """A command group whose messages name settings as options (``--force``, not ``force=True``) and whose
-    usage errors, and bad settings from a file, are one line with exit code 2."""
-
-    def make_context(self, *args, **kwargs) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.UsageError as exc:
-            raise one_line(exc) from None
+class CommandGroup(wording.CommandGroup):
+    """The commands' group (see :class:`sheetprop.wording.CommandGroup`): a bad setting from a file is one line
+    with exit code 2, as on the command line."""
 
     def invoke(self, ctx: click.Context):
-        with wording.command_line():
-            try:
-                return super().invoke(ctx)
-            except OneLineUsageError:
-                raise
-            except click.UsageError as exc:
-                raise one_line(exc) from None
-            except ConfigError as exc:
-                if not distributed.from_environment().main:  # under torchrun, rank 0 alone says it
-                    raise SystemExit(2) from None
-                raise OneLineUsageError(str(exc), ctx) from None
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            if not distributed.from_environment().main:  # under torchrun, rank 0 alone says it
+                raise SystemExit(2) from None
+            raise OneLineUsageError(str(exc), ctx) from None
 
 
 class SettingType(click.ParamType):
