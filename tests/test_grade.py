@@ -279,3 +279,13 @@ def test_labelled_values_are_read_beside_below_or_inside_their_labels():
     sheet = Sheet("x", {(0, 0): Cell("Learning rate 0.5"), (1, 0): Cell("i1"), (1, 1): Cell(0.05),
                         (2, 0): Cell("target t2"), (3, 0): Cell(0.99), (4, 0): Cell("η = 2"), (5, 0): Cell("Step 1")})
     assert [(f.key, f.value) for f in fixed(sheet, set())] == [("η", 0.5), ("i1", 0.05), ("t2", 0.99), ("η", 2.0)]
+
+
+@pytest.mark.libreoffice
+def test_initial_weights_typed_as_text_are_read_as_excel_reads_them(corpus, tmp_path):
+    wb = openpyxl.load_workbook(corpus["formulas"] / f"{stem('mazur rows', 'correct')}.xlsx")
+    for ws in wb.worksheets:
+        cell = ws[expected_cell("mazur rows", "w1", 0, 0)]
+        cell.value = str(cell.value)  # '0.15, typed with an apostrophe
+    wb.save(tmp_path / "text.xlsx")
+    assert grade_file(tmp_path / "text.xlsx").status == "correct"

@@ -52,9 +52,16 @@ def address(at: tuple[int, int]) -> str:
 
 
 def _number(value: object) -> float | None:
+    """A cell's number: a number, or a text that is one (typed with an apostrophe, which Excel's arithmetic
+    reads as the number)."""
+    if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+_NUMERIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 @dataclass
