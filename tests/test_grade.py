@@ -289,3 +289,20 @@ def test_initial_weights_typed_as_text_are_read_as_excel_reads_them(corpus, tmp_
         cell.value = str(cell.value)  # '0.15, typed with an apostrophe
     wb.save(tmp_path / "text.xlsx")
     assert grade_file(tmp_path / "text.xlsx").status == "correct"
+
+
+@pytest.mark.parametrize("header, key", [
+    # the spellings the issue lists, and others seen in hand-built sheets
+    ("h1", "h1"), ("a_h1", "a_h1"), ("out_h1", "a_h1"), ("σ(h1)", "a_h1"), ("E1", "E1"), ("E_tot", "E_total"),
+    ("E_total", "E_total"), ("Etotal", "E_total"), ("∂E/∂w1", "∂E/∂w1"), ("dE/dw1", "∂E/∂w1"),
+    ("∂E_total/∂w1", "∂E/∂w1"), ("dEtotal_dw1", "∂E/∂w1"), ("w1_new", "w1+"), ("net_h1", "h1"), ("Net h1", "h1"),
+    ("net input h1", "h1"), ("Out h1", "a_h1"), ("output o1 (sigmoid)", "a_o1"), ("Predicted o1", "a_o1"),
+    ("E_o1", "E1"), ("Total Error", "E_total"), ("Loss", "E_total"), ("δ_o1", "δ_o1"), ("delta_h2", "δ_h2"),
+    ("dE/dnet_o1", "δ_o1"), ("∂E/∂out_o1", "∂E/∂a_o1"), ("∂out_o1/∂net_o1", "∂a_o1/∂o1"),
+    ("∂E_o1/∂out_h1", "∂E1/∂a_h1"), ("Target o1", "t1"), ("Input 1", "i1"), ("x2", "i2"), ("Learning rate", "η"),
+    ("η", "η"), ("Epoch", "iteration"), ("weight 1", "w1"), ("W8", "w8"), ("b1", "b1"), ("b_h2", "b_h2"),
+])
+def test_a_header_is_read_in_its_many_spellings(header, key):
+    from sheetprop.grading.headers import keys
+
+    assert keys(header)[0] == key

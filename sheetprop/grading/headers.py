@@ -28,7 +28,7 @@ def canonical(text: str) -> str:
 UNIT = r"(h|o)([12])"
 _RULES: list[tuple[str, str | tuple[str, ...]]] = [
     # the weights, before and after this row's update
-    (r"w([1-8])", "w{0}"),
+    (r"(?:w|weight)([1-8])", "w{0}"),
     (r"(?:new|updated|next)w([1-8])|w([1-8])(?:new|next|updated|\+|'|\*|t\+1|n\+1|k\+1)", "w{0}+"),
     (r"b([12])|bias([12])", "b{0}"),
     (r"b(h|o)([12])|bias(h|o)([12])", "b_{0}{1}"),  # a bias per unit, trained
@@ -38,9 +38,10 @@ _RULES: list[tuple[str, str | tuple[str, ...]]] = [
      r"gw([1-8])|de/dw([1-8])",
      "∂E/∂w{0}"),
     # the forward pass
-    (r"(?:net|z|in|sum)(h|o)([12])|(h|o)([12])(?:net|in|z)", "{0}{1}"),
-    (r"(?:out|a|sigma|sigmoid|sig|output|act|s)(h|o)([12])|(h|o)([12])(?:out|a|sigma|output)|"
-     r"sigma(?:net)?(h|o)([12])", "a_{0}{1}"),
+    (r"(?:net|netinput|z|in|sum)(h|o)([12])|(h|o)([12])(?:net|in|input|netinput|z)", "{0}{1}"),
+    (r"(?:out|a|sigma|sigmoid|sig|output|act|activation|s)(h|o)([12])(?:sigmoid|sigma|act|activation)?|"
+     r"(h|o)([12])(?:out|a|sigma|output|activation)|sigma(?:net)?(h|o)([12])", "a_{0}{1}"),
+    (r"(?:predicted|pred|prediction|yhat)o?([12])", "a_o{0}"),
     (UNIT, ("{0}{1}", "a_{0}{1}")),
     (r"yhat([12])|ypred([12])|prediction([12])|y\^([12])", "a_o{0}"),
     # the loss
@@ -54,7 +55,7 @@ _RULES: list[tuple[str, str | tuple[str, ...]]] = [
     (r"d(?:e|error)(?:o)?([12])/d(?:out|a)h([12])", "∂E{0}/∂a_h{1}"),
     (r"d(?:out|a)(h|o)([12])/d(?:net|z|in)?(?:h|o)[12]", "∂a_{0}{1}/∂{0}{1}"),
     (r"(?:i|x|input|in)([12])", "i{0}"),
-    (r"(?:t|target|y|ytrue|expected|desired)([12])", "t{0}"),
+    (r"(?:t|target|y|ytrue|expected|desired)o?([12])", "t{0}"),
     (r"eta|learningrate|lr|alpha|rate|stepsize|eta\d*\.?\d*", "η"),
     (r"iteration|iter|it|epoch|step|n|k|#|no|nr|number|i|t|round", "iteration"),
 ]
