@@ -31,6 +31,7 @@ MISTAKES = {
     "constants": "h1 overwritten with constants after the first row",
     "pasted values": "values pasted instead of formulas",
     "mislabelled η": "a sheet labelled with one η and computed with another",
+    "updated weights": "the hidden δ computed with w5..w8 after their update",
 }
 
 
@@ -209,6 +210,9 @@ class Sheetwriter:
         w = {1: ("w5", "w7"), 2: ("w6", "w8")}[j]
         if m == "w6 w7 swapped":
             w = {1: ("w5", "w6"), 2: ("w7", "w8")}[j]
+        if m == "updated weights":  # the output weights after their update: the w+ column, or the next row's
+            after = (lambda name: self.ref(name + "+", k)) if "w5+" in self.pos else (lambda name: self.ref(name, k + 1))
+            return f"({d1}*{after(w[0])}+{d2}*{after(w[1])})*{r(f'a_h{j}')}*(1-{r(f'a_h{j}')})"
         unit = f"a_h{j}"
         if (m == "a_h1 for a_h2" and for_weight in (3, 4)) or (m == "w2 from a_h2" and for_weight == 2):
             unit = "a_h1" if j == 2 else "a_h2"

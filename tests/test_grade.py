@@ -34,9 +34,11 @@ EXPECTED = {
                    "η is read from a cell that moves down the rows"),
     "constants": ("h1", 1, "a constant where a formula belongs"),
     "pasted values": ("h1", 0, "values where formulas belong"),
+    "updated weights": ({"repeated with factors": "δ_h1", "side by side": "δ_h1"}, 0,
+                        "uses the weights after this iteration's update (w5, w7) where the weights before it belong"),
 }
 DEFAULT_COLUMN = {"parentheses": "∂E/∂w1", "w6 w7 swapped": "∂E/∂w1", "w3 w4 with w1 w2 gradients": "w3",
-                  "drifting η": "w1"}
+                  "drifting η": "w1", "updated weights": "∂E/∂w1"}
 DEFAULT_ITERATION = {"w3 w4 with w1 w2 gradients": 1, "drifting η": 2}
 
 

@@ -58,7 +58,7 @@ class Finding:
         if self.status != "wrong":
             return ""
         why = self.why.split(";")[0]
-        why = why.removeprefix(self.quantity + " ").split(":")[0]
+        why = re.sub(r" \(.*?\)", "", why.removeprefix(self.quantity + " ").split(":")[0])
         return re.sub(r"is updated with η = \S+ where η = \S+ belongs", "is updated with another η", why)
 
 
@@ -107,6 +107,13 @@ def _before_hidden(q: Quantity) -> bool:
 # bypass the hidden layer's backward columns (a gradient written out from the output δ), or everything but
 # the forward pass (a gradient written out in full).
 LEVELS: tuple[Callable[[Quantity], bool], ...] = (lambda q: True, _before_hidden, _forward)
+
+
+@dataclass(frozen=True)
+class _After(Quantity):
+    """A weight after this row's update, read where the weight before it belongs (a usual mistake)."""
+
+    param: Param
 
 
 class _NoParentheses(Style):
@@ -208,6 +215,10 @@ class _Judge:
         def text(r: Quantity, way: int = 0) -> str:
             def ref(s: Quantity) -> str:
                 s = swap.get(s, s)
+                if isinstance(s, _After):  # a weight after this row's update, as the student's cells have it
+                    name = f"v{len(read)}"
+                    read[name] = self.after(s.param)
+                    return name
                 if isinstance(s, Param) or self.inputs(s) is not None or (s in self.student and leaves(s)):
                     name = f"v{len(read)}"
                     read[name] = self.given(s, swap, style, root=False, leaves=leaves)
@@ -220,6 +231,14 @@ class _Judge:
             return ways[min(way, len(ways) - 1)](ref)
 
         return formulas.evaluate(text(q, way), read)
+
+    def after(self, p: Param) -> np.ndarray:
+        """The weight p after each row's update: its updated column, the next row's, or computed."""
+        if Updated(p) in self.student:
+            return self.student[Updated(p)]
+        nxt = np.append(self.student[p][1:], np.nan)
+        computed = self.student[p] - self.setup.lr * self.given(Grad(p), root=False)
+        return np.where(np.isnan(nxt), computed, nxt)
 
     def ways(self, q: Quantity) -> int:
         return 2 if isinstance(q, Param) else len(derivations(self.setup.net, q))
@@ -345,6 +364,10 @@ class _Judge:
                     return f"{label(r)} and {label(other)} swapped"
             if explains(self.given(q, style=_PLAIN, leaves=leaves)):
                 return f"{name} is missing a pair of parentheses (a sum multiplied term by term)"
+            later = {r: _After(r) for r in visited if isinstance(r, Param) and r.k is not None}
+            if later and not isinstance(q, (Param, Updated)) and explains(self.given(q, later, leaves=leaves)):
+                return (f"{name} uses the weights after this iteration's update "
+                        f"({', '.join(label(r) for r in later)}) where the weights before it belong")
         given = self.given(q)
         for factor, words in ((2.0, "twice"), (0.5, "half"), (-1.0, "the negative of")):
             if explains(factor * given):
