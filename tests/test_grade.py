@@ -308,3 +308,56 @@ def test_a_header_is_read_in_its_many_spellings(header, key):
     from sheetprop.grading.headers import keys
 
     assert keys(header)[0] == key
+
+
+def step_by_step(path: Path, wrong_unit: bool = False) -> Path:
+    """The step-by-step exercise as many write it out: names down column A, one column of values and formulas
+    (inputs, weights, the forward pass, the chain rule's factors, the gradients, the weights after the step)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["A1"] = "One step of backpropagation"
+    at: dict[str, str] = {}
+
+    def put(name: str, value) -> None:
+        row = ws.max_row + 1
+        ws.cell(row, 1, name)
+        ws.cell(row, 2, value if not isinstance(value, str) else "=" + value.format(**at))
+        at[name] = f"B{row}"
+
+    for name, value in [("i1", 0.05), ("i2", 0.1), ("t1", 0.01), ("t2", 0.99), ("eta", 0.5), ("w1", 0.15),
+                        ("w2", 0.2), ("w3", 0.25), ("w4", 0.3), ("w5", 0.4), ("w6", 0.45), ("w7", 0.5), ("w8", 0.55)]:
+        put(name, value)
+    for unit, (a, b, x, y) in {"h1": ("w1", "w2", "i1", "i2"), "h2": ("w3", "w4", "i1", "i2"),
+                               "o1": ("w5", "w6", "out_h1", "out_h2"), "o2": ("w7", "w8", "out_h1", "out_h2")}.items():
+        put(f"net_{unit}", f"{{{a}}}*{{{x}}}+{{{b}}}*{{{y}}}")
+        put(f"out_{unit}", f"1/(1+EXP(-{{net_{unit}}}))")
+    put("E_total", "0.5*({t1}-{out_o1})^2+0.5*({t2}-{out_o2})^2")
+    for j in "12":
+        put(f"dE/dout_o{j}", f"{{out_o{j}}}-{{t{j}}}")
+        put(f"dout_o{j}/dnet_o{j}", f"{{out_o{j}}}*(1-{{out_o{j}}})")
+    for n, j, src in [(5, 1, "out_h1"), (6, 1, "out_h2"), (7, 2, "out_h1"), (8, 2, "out_h2")]:
+        put(f"dE/dw{n}", f"{{dE/dout_o{j}}}*{{dout_o{j}/dnet_o{j}}}*{{{src}}}")
+    for j, (first, second) in {"1": ("w5", "w7"), "2": ("w6", "w8")}.items():
+        put(f"dE/dout_h{j}", f"{{dE/dout_o1}}*{{dout_o1/dnet_o1}}*{{{first}}}+{{dE/dout_o2}}*{{dout_o2/dnet_o2}}*"
+                            f"{{{second}}}")
+    for n, j, src in [(1, 1, "i1"), (2, 1, "i2"), (3, 2, "i1"), (4, 2, "i2")]:
+        unit = "out_h1" if wrong_unit and n in (3, 4) else f"out_h{j}"
+        put(f"dE/dw{n}", f"{{dE/dout_h{j}}}*{{{unit}}}*(1-{{{unit}}})*{{{src}}}")
+    for n in range(1, 9):
+        put(f"w{n}+", f"{{w{n}}}-{{eta}}*{{dE/dw{n}}}")
+    wb.save(path)
+    return path
+
+
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("wrong_unit", [False, True])
+def test_a_step_written_down_one_column_is_graded(tmp_path, soffice, wrong_unit):
+    saved = recalculate_all([step_by_step(tmp_path / "step.xlsx", wrong_unit)], tmp_path / "saved")[0]
+    graded = grade_file(saved)
+    assert [t.iterations for t in graded.tables] == [1]
+    if not wrong_unit:
+        assert graded.status == "correct"
+        return
+    findings = {f.quantity: f for f in graded.tables[0].findings}
+    assert findings["∂E/∂w3"].why == "∂E/∂w3 uses a_h1 where a_h2 belongs"  # from its formula and its value
+    assert findings["w3+"].why == "follows from ∂E/∂w3 (iteration 0)"

@@ -63,8 +63,9 @@ def files_in(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def grade_file(path: Path) -> FileGrade:
+def grade_file(path: str | Path) -> FileGrade:
     """One workbook graded; a file that cannot be read or holds no training table gets its reason."""
+    path = Path(path)
     result = FileGrade(path)
     if not path.is_file():
         result.error = "no such file"

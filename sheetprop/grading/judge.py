@@ -439,30 +439,28 @@ class _Judge:
         return None
 
     def _expected(self, q: Quantity, way: int, leaves: Callable[[Quantity], bool]) -> set[str]:
-        """The keys a derivation of ``q`` reads, each as the student's sheet would hold it, reaching past the
-        student's columns that ``leaves`` does not allow."""
+        """The keys a derivation of ``q`` reads, each as the student's sheet would hold it: the student's columns
+        that ``leaves`` allows, and what the others are computed from (by their own formulas) in their place."""
         label, out = self.setup.net.label, set()
 
-        def walk(r: Quantity) -> None:
-            reads = {Grad(r), r} if isinstance(r, Param) else relations.reads(self.setup.net, r)
+        def walk(r: Quantity, way: int = 0) -> None:
+            if isinstance(r, Param):  # a weight after the first row: the row before's, and its gradient
+                reads = [r, Updated(r)] if way == 1 and Updated(r) in self.student else [r, Grad(r)]
+            else:
+                reads = []
+                ways = derivations(self.setup.net, r)
+                try:
+                    ways[min(way, len(ways) - 1)](lambda s: reads.append(s) or "0")
+                except TypeError:  # an input: it reads nothing
+                    return
             for s in reads:
-                if s == q and not isinstance(q, Param):
-                    continue
                 key = self.columns.get(s) or ("η" if isinstance(s, LearningRate) else label(s))
-                if (s in self.student and leaves(s)) or self.inputs(s) is not None or s == q:
+                if (s in self.student and leaves(s)) or self.inputs(s) is not None or s == r:
                     out.add(key)
-                elif s not in self.student or not leaves(s):
+                else:
                     walk(s)
 
-        if way == 0:
-            walk(q)
-        else:
-            ways = derivations(self.setup.net, q) if not isinstance(q, Param) else []
-            if ways:
-                found: list[Quantity] = []
-                ways[min(way, len(ways) - 1)](lambda r: found.append(r) or "0")
-                for r in found:
-                    out.add(self.columns.get(r) or label(r))
+        walk(q, way)
         return out
 
     def _reads(self, formula: str, k: int) -> list[tuple[str, str | None]]:
