@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 from xlsxwriter.utility import quote_sheetname, xl_range_abs, xl_rowcol_to_cell
 
@@ -176,8 +177,10 @@ class Diagram:
         return "=" + choose(DIAGRAM_SHEET, [f"INDEX({s.column_range(q)},{DIAGRAM_ITERATION}+1)" for s in self.sheets])
 
 
-def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, data_col: int) -> None:
-    """The picker at (top, left), the chart below it, and the cells it reads from column ``data_col``."""
+def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, data_col: int,
+          shown: Callable[[Quantity], float] | None = None) -> None:
+    """The picker at (top, left), the chart below it, and the cells it reads from column ``data_col``; ``shown``
+    gives the value a training sheet's first row shows where it is not the reference's (an exercise's)."""
     f, net, n = book.formats, diagram.network, len(diagram.sheets)
     iterations = diagram.sheets[0].iterations
     ws.write(top, left, "The network at iteration k of a training sheet", f.subtitle)
@@ -224,7 +227,7 @@ def write(book: Book, ws, diagram: Diagram, start: Trace, top: int, left: int, d
                        "line": {"color": "#A6A6A6", "width": 1.25}, "marker": {"type": "none"}})
     units = []
     for p in diagram.points:
-        value = float(p.quantity.values(start)[0, 0])
+        value = float(p.quantity.values(start)[0, 0]) if shown is None else shown(p.quantity)
         ws.write(row, data_col, p.text.removesuffix(" = ") if p.text != "δ = " else "δ")
         ws.write_row(row, data_col + 1, [p.x, p.y])
         ws.write_formula(row, data_col + 3, diagram.pick(p.quantity), book.labelled(p.text, p.number_format), value)

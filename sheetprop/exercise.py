@@ -123,6 +123,11 @@ class Exercise:
     def simulation(self) -> tuple[np.ndarray, np.ndarray]:
         return self.simulate(self.lr)
 
+    def shown(self, q: Quantity, iteration: int = 0) -> float:
+        """What the sheet shows for q at an iteration before the student writes anything (a blank cell: 0)."""
+        value = self.simulation[0][iteration, self.layout.columns.index(q)]
+        return 0.0 if np.isnan(value) else float(value)
+
     def simulate(self, lr: float) -> tuple[np.ndarray, np.ndarray]:
         """(shown, answers), rows × columns: the values of the sheet as written, its blank cells empty (NaN)
         and read as 0 by the formulas that use them, and each blank cell's answer (NaN elsewhere)."""

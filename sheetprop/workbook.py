@@ -273,7 +273,11 @@ def _network_sheet(book: Book, plan: Plan, starts: dict[str, Trace]) -> None:
     row = _hyperparameters_block(book, ws, net, row + 1)
     _structure_block(book, ws, plan, row + 1)
     first = plan.training[0]
-    diagram.write(book, ws, diagram.Diagram(tuple(plan.training)), starts[first.optimizer], top=4, left=4, data_col=20)
+    exercise = plan.exercises.get(first.sheet)
+    shown = None if exercise is None else (  # the first sheet's row 0 as the exercise shows it: blanks are 0
+        lambda q: exercise.shown(q) if q in first.columns else float(q.values(starts[first.optimizer])[0, 0]))
+    diagram.write(book, ws, diagram.Diagram(tuple(plan.training)), starts[first.optimizer], top=4, left=4, data_col=20,
+                  shown=shown)
     ws.flush()
 
 

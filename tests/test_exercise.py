@@ -23,7 +23,7 @@ from sheetprop.layout import GRADIENT_CHECK_SHEET, training_layouts
 from sheetprop.quantities import A, Delta, Grad, Param, Z
 from sheetprop.recalc import recalculate_all
 from sheetprop.update import OPTIMIZERS
-from tests.xlsx import formulas_values
+from tests.xlsx import formula_cells, formulas_values
 
 ITERATIONS = 4
 
@@ -218,3 +218,20 @@ def test_verify_sends_an_exercise_to_grade_in_one_line(tmp_path, soffice):
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "is an exercise (its gradient cells are the student's to write): check it with `sheetprop grade`" in \
         result.output
+
+
+@pytest.mark.libreoffice
+def test_an_unfilled_exercise_caches_what_libreoffice_computes_from_its_blanks(tmp_path, soffice):
+    """Every cached value (the diagram's labels, E_total, the Compare sheet, the answers) is what the sheet
+    computes with its blanks, not the full workbook's numbers, which LibreOffice would otherwise show."""
+    path = sheetprop.build("classic", [0.5, 2], ITERATIONS, tmp_path / "e.xlsx", exercise=True).path
+    fresh = openpyxl.load_workbook(recalculate_all([path], tmp_path / "lo")[0], data_only=True)
+    compared = 0
+    for sheet, cell, want in formula_cells(path):
+        got = fresh[sheet][cell.coordinate].value
+        if isinstance(want, (int, float)) or isinstance(got, (int, float)):
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (sheet, cell.coordinate, want, got)
+        else:
+            assert (want or "") == (got or ""), (sheet, cell.coordinate, want, got)
+        compared += 1
+    assert compared > 500
