@@ -149,7 +149,8 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
         blank = exercise_parts(exercise) if exercise is not False else frozenset()
     except ExerciseError as exc:
         raise BuildError(str(exc)) from None
-    cost = Plan(net, tuple(lrs), iterations, blank).cost
+    plan = Plan(net, tuple(lrs), iterations, blank)
+    cost = plan.cost
     if not cost.openable:
         raise LimitError(f"{net.name} cannot be written: {cost.refusal()}")
     if out is None:
@@ -164,7 +165,6 @@ def build(template: str | Path | dict[str, Any] | Network = "classic", learning_
             summary = write_workbook(net, lrs, iterations, out, force=force, progress=bar.update, exercise=blank)
         except LimitError as exc:
             raise LimitError(f"{net.name} cannot be written for Excel: {exc}") from None
-    plan = Plan(net, tuple(lrs), iterations, blank)
     return Built(Path(out), net, iterations, summary, cost.cells, blank,
                  sum(e.cells for e in plan.exercises.values()))
 

@@ -26,10 +26,10 @@ from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
 from sheetprop import formulas
 from sheetprop.formulas import Style
 import sheetprop.grading.relations as relations
-from sheetprop.grading.relations import LossSlope, Slope, Updated, derivations
+from sheetprop.grading.relations import LossSlope, Updated, derivations
 from sheetprop.grading.tables import Fixed, Table, address
 from sheetprop.grading.setup import Setup, Unrecognised, setup, truth_of
-from sheetprop.quantities import A, Delta, Grad, Input, LearningRate, LossTerm, Param, Quantity, Target, Total, Z
+from sheetprop.quantities import Grad, Input, LearningRate, Param, Quantity, Target
 from sheetprop.reference import evaluate
 
 TOLERANCE = 1e-9  # relative, on a scale of at least FLOOR
@@ -94,13 +94,12 @@ def close(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 
 # -- the setup ----------------------------------------------------------------------------------------------
 def _forward(q: Quantity) -> bool:
-    return isinstance(q, (Z, A, Param))
+    return q.part == "forward" or isinstance(q, Param)
 
 
 def _before_hidden(q: Quantity) -> bool:
-    """The forward pass, the loss and the output layer's backward pass."""
-    return _forward(q) or isinstance(q, (LossTerm, Total, LossSlope)) or (
-        isinstance(q, (Delta, Slope)) and q.l == 2)
+    """The forward pass, the loss and the output layer's backward pass (the 2-2-2 network's layer 2)."""
+    return _forward(q) or q.part == "loss" or isinstance(q, LossSlope) or (q.part == "delta" and getattr(q, "l", 1) == 2)
 
 
 # How far back a student's formula may reach past the student's own columns: it may read any of them, or

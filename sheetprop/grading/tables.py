@@ -18,7 +18,7 @@ import openpyxl
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
 
-from sheetprop.grading.headers import keys, label_key
+from sheetprop.grading.headers import canonical, keys, label_key
 
 MIN_COLUMNS = 4  # quantity names a header line needs to be taken for a table
 MIN_ROWS = 2  # iterations a table needs to be graded (the first, and one update) ...
@@ -223,8 +223,6 @@ _OTHER_NETWORK = re.compile(r"w(?:9|[1-9]\d+)|(?:net|out|a|z)?(?:h|o)[3-9]|(?:ne
 
 def other_network(cells: dict[int, Cell]) -> str | None:
     """A name of a network larger than 2-2-2 on the header line (w9, h3, o3, i3)."""
-    from sheetprop.grading.headers import canonical
-
     for cell in cells.values():
         if isinstance(cell.value, str) and _OTHER_NETWORK.fullmatch(canonical(cell.value)):
             return cell.value
