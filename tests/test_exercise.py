@@ -235,3 +235,13 @@ def test_an_unfilled_exercise_caches_what_libreoffice_computes_from_its_blanks(t
             assert (want or "") == (got or ""), (sheet, cell.coordinate, want, got)
         compared += 1
     assert compared > 500
+
+
+def test_cells_that_only_read_blank_ones_are_not_done_not_wrong(tmp_path):
+    """With only the gradients blank, the weights after iteration 0 read them (as 0): not done, not a mistake."""
+    path = sheetprop.build("classic", [0.5], 5, tmp_path / "e.xlsx", exercise=["gradient"]).path
+    graded = grade_file(path)
+    assert graded.status == "incomplete"
+    findings = {f.quantity: f for f in graded.tables[0].findings}
+    assert findings["w1"].status == "not done" and findings["w1"].why.endswith("not written yet)")
+    assert findings["∂E/∂w1"].why.startswith("not written yet")

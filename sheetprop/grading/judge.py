@@ -288,8 +288,9 @@ class _Judge:
         follows = [g for g in given if close(np.array([got]), np.array([g]))[0]]
         if follows or all(np.isnan(given)):  # right from the cells it reads, or it reads a blank one
             upstream = self._upstream(q, k, first_wrong)
-            if upstream is not None:
-                return Finding(status="follows", why=f"follows from {upstream}", **base)
+            if upstream is not None:  # a cell that reads a blank one is not done either, not wrong
+                status = "not done" if upstream.endswith("not written yet)") else "follows"
+                return Finding(status=status, why=f"follows from {upstream}", **base)
         return Finding(status="wrong", why=self.diagnose(q, k), **base)
 
     def _has_formulas(self, q: Quantity, k: int) -> bool:
@@ -330,7 +331,8 @@ class _Judge:
         if not found:
             return None
         iteration, _, r = min(found, key=lambda f: (f[0], f[1]))
-        return f"{self.columns[r]} (iteration {iteration})"
+        blank = self.table.sheet.cells.get(self.table.cells[self.columns[r]][iteration]) is None
+        return f"{self.columns[r]} (iteration {iteration}{', not written yet' if blank else ''})"
 
     # diagnosing -----------------------------------------------------------------------------------------
     def diagnose(self, q: Quantity, k: int) -> str:

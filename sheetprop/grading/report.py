@@ -31,9 +31,10 @@ def result(f: FileGrade, t: TableGrade | None) -> str:
     first = t.first
     if first is None:
         todo = [f for f in t.findings if f.status == "not done"]
+        blank = [f for f in todo if f.why.startswith("not written yet")] or todo  # the cells left blank themselves
         if todo and not t.mistakes:
-            return (f"no mistake; not done yet: {', '.join(f.quantity for f in todo[:6])}"
-                    f"{' …' if len(todo) > 6 else ''} (first blank: {todo[0].cell})")
+            return (f"no mistake; not done yet: {', '.join(f.quantity for f in blank[:6])}"
+                    f"{' …' if len(blank) > 6 else ''} (first blank: {min(blank, key=lambda f: f.iteration).cell})")
         return "; ".join(t.mistakes)
     holds = f"{first.holds:.10g}" if isinstance(first.holds, float) else repr(first.holds)
     text = (f"{first.cell} (iteration {first.iteration}) holds {holds} where {first.belongs:.10g} belongs: "
